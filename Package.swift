@@ -1,0 +1,67 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+// The BPF objects are compiled by the BPFCompilerPlugin (clang -target bpf) and embedded
+// as base64 StaticStrings, so the binary carries everything it loads.
+let package = Package(
+    name: "bpfbox",
+    products: [
+        .executable(name: "bpfbox", targets: ["bpfbox"]),
+    ],
+    targets: [
+        // Host tool run by the plugin: clang -target bpf -> strip -> base64 Swift source.
+        .executableTarget(name: "bpf-compile", path: "Sources/bpf-compile"),
+        .plugin(
+            name: "BPFCompilerPlugin",
+            capability: .buildTool(),
+            dependencies: ["bpf-compile"],
+            path: "Sources/BPFCompilerPlugin"
+        ),
+        // Embedded BPF objects. The target's root is bpf/ so that every bpf/*.bpf.c is seen by the
+        // plugin; only bpf/swift holds hand-written Swift.
+        .target(
+            name: "BPFObjects",
+            path: "bpf",
+            sources: ["swift"],
+            plugins: ["BPFCompilerPlugin"]
+        ),
+        .systemLibrary(name: "CLibbpf", path: "Sources/CLibbpf"),
+        .target(
+            name: "BPFSupport",
+            path: "Sources/BPFSupport",
+            linkerSettings: [.linkedLibrary("bpf")]
+        ),
+        .target(
+            name: "BPFKit",
+            dependencies: ["CLibbpf", "BPFSupport", "BPFObjects"],
+            path: "Sources/BPFKit",
+            linkerSettings: [.linkedLibrary("bpf"), .linkedLibrary("elf"), .linkedLibrary("z")]
+        ),
+        .target(
+            name: "ContainerFilter",
+            dependencies: ["BPFKit"],
+            path: "Sources/ContainerFilter"
+        ),
+        .target(
+            name: "Applets",
+            dependencies: ["BPFKit", "ContainerFilter", "BPFSupport"],
+            path: "Sources/Applets"
+        ),
+        .executableTarget(
+            name: "bpfbox",
+            dependencies: ["Applets"],
+            path: "Sources/bpfbox"
+        ),
+        .testTarget(
+            name: "UnitTests",
+            dependencies: ["Applets", "ContainerFilter", "BPFKit"],
+            path: "Tests/UnitTests",
+            exclude: ["Snapshots"]
+        ),
+        .testTarget(
+            name: "IntegrationTests",
+            dependencies: ["bpfbox"],
+            path: "Tests/IntegrationTests"
+        ),
+    ]
+)

@@ -1,0 +1,246 @@
+@preconcurrency import Glibc
+import BPFKit
+import BPFObjects
+import BPFSupport
+import ContainerFilter
+
+/// execsnoop: trace new processes (execve and execveat), as bcc's execsnoop.
+public enum ExecSnoop {
+    public static let spec = CommandSpec(
+        name: "execsnoop",
+        summary: "Trace exec() syscalls (execve and execveat).",
+        options: [
+            OptionSpec("T", "time", help: "include a time column (HH:MM:SS)"),
+            OptionSpec("t", "timestamp", help: "include a timestamp column (seconds since start)"),
+            OptionSpec("x", "fails", help: "include failed exec()s"),
+            OptionSpec("u", "uid", value: "UID", help: "trace this UID or user name only (0 and root work)"),
+            OptionSpec("q", "quote", help: "add quotemarks (\") around arguments"),
+            OptionSpec("n", "name", value: "NAME", help: "only print commands whose name matches this regex"),
+            OptionSpec("l", "line", value: "LINE", help: "only print commands whose arguments match this regex"),
+            OptionSpec("U", "print-uid", help: "print a UID column"),
+            OptionSpec(nil, "max-args", value: "N", help: "maximum number of arguments shown (default 20)"),
+            OptionSpec("P", "ppid", value: "PPID", help: "trace this parent PID only"),
+        ] + TracingOptions.specs,
+        examples: [
+            ("execsnoop", "trace all exec() syscalls"),
+            ("execsnoop -x", "include failed exec()s"),
+            ("execsnoop -T -U", "with a time and a UID column"),
+            ("execsnoop -u 0", "only commands run by root"),
+            ("execsnoop -n main", "only commands whose name contains \"main\""),
+            ("execsnoop -l tpkg", "only commands whose arguments contain \"tpkg\""),
+            ("execsnoop -P 181", "only children of process 181"),
+            ("execsnoop --cgroupmap /sys/fs/bpf/set", "only tasks of the cgroups in this map"),
+            ("execsnoop --mntnsmap /sys/fs/bpf/ns", "only tasks of the mount namespaces in this map"),
+            ("execsnoop --json | jq .", "one JSON object per exec"),
+        ]
+    )
+
+    public struct Config {
+        public var time = false
+        public var timestamp = false
+        public var fails = false
+        public var uid: UInt32?
+        public var quote = false
+        public var name: Regex<AnyRegexOutput>?
+        public var line: Regex<AnyRegexOutput>?
+        public var printUID = false
+        public var maxArgs = 20
+        public var ppid: UInt32?
+        public var tracing: TracingOptions
+
+        public init(_ parsed: ParsedOptions) throws(UsageError) {
+            guard parsed.positionals.isEmpty else {
+                throw UsageError("unexpected argument '\(parsed.positionals[0])'")
+            }
+            time = parsed.has("time")
+            timestamp = parsed.has("timestamp")
+            fails = parsed.has("fails")
+            if let text = parsed.value("uid") { uid = try Users.uid(text, option: "-u/--uid") }
+            quote = parsed.has("quote")
+            if let text = parsed.value("name") { name = try ParseValue.regex(text, option: "-n/--name") }
+            if let text = parsed.value("line") { line = try ParseValue.regex(text, option: "-l/--line") }
+            printUID = parsed.has("print-uid")
+            if let text = parsed.value("max-args") {
+                maxArgs = try ParseValue.positiveInt(text, option: "--max-args", max: 4096)
+            }
+            if let text = parsed.value("ppid") { ppid = try ParseValue.pid(text, option: "-P/--ppid") }
+            tracing = try TracingOptions(parsed)
+        }
+    }
+
+    public static func main(_ arguments: [String]) -> Int32 {
+        runTracingApplet("execsnoop", spec: spec, arguments: arguments) { parsed in
+            let config = try Config(parsed)
+            let filter = TaskFilter(uid: config.uid, cgroupMapPath: config.tracing.cgroupMap,
+                                    mntnsMapPath: config.tracing.mntnsMap)
+            let tracer = try Tracer(.execsnoop, filter: filter, options: config.tracing) { object in
+                var cfg = execsnoop_config()
+                if let ppid = config.ppid { cfg.ppid = ppid; cfg.by_ppid = 1 }
+                cfg.include_failed = config.fails ? 1 : 0
+                try object.setConstant("execsnoop_cfg", cfg)
+                // execveat is recent on some architectures: trace it where the kernel has it.
+                for program in object.programs where program.name.hasSuffix("execveat") {
+                    if let tp = program.tracepoint, !Mounts.hasTracepoint(tp.category, tp.name) {
+                        program.autoload = false
+                    }
+                }
+            }
+            let output = Output()
+            let renderer = Renderer(config: config, tracer: tracer)
+            if !config.tracing.json { output.line(renderer.table.header) }
+            output.flush()
+            try tracer.onEvent { raw in
+                guard let event = Event(raw) else { return }
+                if let line = renderer.render(event) { output.line(line) }
+            }
+            return try tracer.run(applet: "execsnoop", output: output, json: config.tracing.json)
+        }
+    }
+
+    /// One exec, decoded from a ring-buffer sample.
+    public struct Event: Equatable {
+        public var timestampNs: UInt64
+        public var cgroupID: UInt64
+        public var mntnsID: UInt64
+        public var pid: UInt32
+        public var tid: UInt32
+        public var ppid: UInt32
+        public var uid: UInt32
+        public var gid: UInt32
+        public var retval: Int32
+        public var flags: UInt32
+        public var comm: [UInt8]
+        public var filename: [UInt8]
+        /// argv as the program sees it, argv[0] first.
+        public var argv: [[UInt8]]
+
+        public var argvTruncated: Bool { flags & UInt32(EXECSNOOP_F_ARGV_TRUNCATED.rawValue) != 0 }
+        public var isExecveat: Bool { flags & UInt32(EXECSNOOP_F_EXECVEAT.rawValue) != 0 }
+
+        /// Bytes before `args` (Swift does not import an array that large; args follows comm).
+        public static let headerSize = MemoryLayout<execsnoop_event>.offset(of: \execsnoop_event.comm)! + Int(EXECSNOOP_COMM_LEN)
+
+        /// Decodes a sample; nil when it is shorter than its header says (never reads past it).
+        public init?(_ raw: UnsafeRawBufferPointer) {
+            guard raw.count >= Event.headerSize else { return nil }
+            func field<T: BitwiseCopyable>(_ path: KeyPath<execsnoop_event, T>) -> T {
+                raw.loadUnaligned(fromByteOffset: MemoryLayout<execsnoop_event>.offset(of: path)!, as: T.self)
+            }
+            let argsSize = Int(field(\.args_size))
+            let filenameSize = Int(field(\.filename_size))
+            guard argsSize <= raw.count - Event.headerSize, filenameSize <= argsSize else { return nil }
+            timestampNs = field(\.ts_ns)
+            cgroupID = field(\.cgroup_id)
+            mntnsID = field(\.mntns_id)
+            pid = field(\.pid)
+            tid = field(\.tid)
+            ppid = field(\.ppid)
+            uid = field(\.uid)
+            gid = field(\.gid)
+            retval = field(\.retval)
+            flags = field(\.flags)
+            let commOffset = MemoryLayout<execsnoop_event>.offset(of: \execsnoop_event.comm)!
+            comm = Array(raw[commOffset..<(commOffset + Int(EXECSNOOP_COMM_LEN))].prefix { $0 != 0 })
+            let args = raw[Event.headerSize..<(Event.headerSize + argsSize)]
+            let filenameBytes = args.prefix(filenameSize)
+            filename = Array(filenameBytes.prefix { $0 != 0 })
+            var argv: [[UInt8]] = []
+            var current: [UInt8] = []
+            for byte in args.dropFirst(filenameSize) {
+                if byte == 0 { argv.append(current); current.removeAll() } else { current.append(byte) }
+            }
+            if !current.isEmpty { argv.append(current) }
+            self.argv = argv
+        }
+
+        public init(bytes: [UInt8]) {
+            self = bytes.withUnsafeBytes { Event($0) }!
+        }
+    }
+
+    /// Columns and JSON of execsnoop; one specification for header and rows.
+    public struct Renderer {
+        public let config: Config
+        let tracer: Tracer?
+        public let table: Table<Event>
+
+        public init(config: Config, tracer: Tracer?) {
+            self.config = config
+            self.tracer = tracer
+            var columns: [Column<Event>] = []
+            if config.time {
+                columns.append(Column("TIME", width: 8) { e in
+                    tracer.map { TimeText.clock(wallNs: $0.wallClock(e.timestampNs)) } ?? "00:00:00"
+                })
+            }
+            if config.timestamp {
+                columns.append(Column("TIME(s)", width: 8) { e in
+                    formatFixed(tracer?.elapsed(e.timestampNs) ?? Double(e.timestampNs) / 1e9, decimals: 3)
+                })
+            }
+            if config.printUID { columns.append(Column("UID", width: 6) { String($0.uid) }) }
+            let quote = config.quote, maxArgs = config.maxArgs
+            columns += [
+                Column("PCOMM", width: 16) { Escape.terminal($0.comm) },
+                Column("PID", width: 7) { String($0.pid) },
+                Column("PPID", width: 7) { String($0.ppid) },
+                Column("RET", width: 3, .right) { String($0.retval) },
+                Column("ARGS", width: 0) { Renderer.argsText($0, quote: quote, maxArgs: maxArgs, escape: true) },
+            ]
+            table = Table(columns)
+        }
+
+        /// bcc's ARGS: the filename, then argv[1...], at most maxArgs of them, " ..." when cut.
+        public static func argsText(_ e: Event, quote: Bool, maxArgs: Int, escape: Bool) -> String {
+            var words = [e.filename]
+            let rest = e.argv.dropFirst()
+            words += rest.prefix(maxArgs)
+            let cut = rest.count > maxArgs || e.argvTruncated
+            let rendered = words.map { word -> String in
+                let text = escape ? Escape.terminal(word) : String(decoding: word, as: UTF8.self)
+                guard quote else { return text }
+                var escaped = ""
+                for c in text { escaped += c == "\"" ? "\\\"" : String(c) }
+                return "\"" + escaped + "\""
+            }
+            return rendered.joined(separator: " ") + (cut ? " ..." : "")
+        }
+
+        /// The line for `e`, or nil when a user-space filter (-n, -l) drops it.
+        public func render(_ e: Event) -> String? {
+            if let name = config.name, (try? name.firstMatch(in: String(decoding: e.comm, as: UTF8.self))) == nil {
+                return nil
+            }
+            if let line = config.line {
+                let text = Renderer.argsText(e, quote: config.quote, maxArgs: config.maxArgs, escape: false)
+                if (try? line.firstMatch(in: text)) == nil { return nil }
+            }
+            return config.tracing.json ? json(e) : table.row(e)
+        }
+
+        public func json(_ e: Event) -> String {
+            var j = JSONLine()
+            if let tracer {
+                j.add("time", TimeText.iso8601(wallNs: tracer.wallClock(e.timestampNs)))
+                j.add("timestamp", tracer.elapsed(e.timestampNs))
+            } else {
+                j.add("timestamp", Double(e.timestampNs) / 1e9)
+            }
+            j.add("pid", e.pid)
+            j.add("tid", e.tid)
+            j.add("ppid", e.ppid)
+            j.add("uid", e.uid)
+            j.add("gid", e.gid)
+            j.add("comm", bytes: e.comm)
+            j.add("ret", e.retval)
+            j.add("errno", e.retval < 0 ? ErrnoName.name(-e.retval) : nil)
+            j.add("syscall", e.isExecveat ? "execveat" : "execve")
+            j.add("filename", bytes: e.filename)
+            j.add("argv", strings: e.argv.map { String(decoding: $0, as: UTF8.self) })
+            j.add("argv_truncated", e.argvTruncated)
+            j.add("cgroup_id", e.cgroupID)
+            j.add("mntns_id", e.mntnsID)
+            return j.line
+        }
+    }
+}

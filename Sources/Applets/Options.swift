@@ -1,0 +1,224 @@
+/// A small command-line parser with bcc's conventions: short flags that combine (`-xT`),
+/// short options with a value (`-u 0`, `-u0`), long options (`--uid 0`, `--uid=0`), `--`.
+public struct OptionSpec: Sendable {
+    public let short: Character?
+    public let long: String
+    /// Name of the value (`UID`); nil for a flag.
+    public let value: String?
+    public let help: String
+    public let hidden: Bool
+
+    public init(_ short: Character?, _ long: String, value: String? = nil, help: String, hidden: Bool = false) {
+        self.short = short
+        self.long = long
+        self.value = value
+        self.help = help
+        self.hidden = hidden
+    }
+}
+
+public struct CommandSpec: Sendable {
+    public let name: String
+    public let summary: String
+    public let positionals: [(name: String, help: String)]
+    public let options: [OptionSpec]
+    public let examples: [(command: String, meaning: String)]
+    /// Option names after which every remaining word is a positional (`--exec CMD ARGS...`).
+    public let stopAfter: Set<String>
+
+    public init(name: String, summary: String, positionals: [(name: String, help: String)] = [],
+                options: [OptionSpec], examples: [(command: String, meaning: String)] = [],
+                stopAfter: Set<String> = []) {
+        self.name = name
+        self.summary = summary
+        self.positionals = positionals
+        self.options = [OptionSpec("h", "help", help: "show this help message and exit")] + options
+        self.examples = examples
+        self.stopAfter = stopAfter
+    }
+
+    /// One line: `usage: execsnoop [-h] [-T] [-u UID] ...`.
+    public var usageLine: String {
+        var parts = ["usage: \(name)"]
+        for option in options where !option.hidden {
+            let flag = option.short.map { "-\($0)" } ?? "--\(option.long)"
+            parts.append(option.value.map { "[\(flag) \($0)]" } ?? "[\(flag)]")
+        }
+        for positional in positionals { parts.append("[\(positional.name)]") }
+        return wrap(parts, indent: String(repeating: " ", count: 7 + name.count))
+    }
+
+    /// The full help text (for -h and the man page's OPTIONS).
+    public var helpText: String {
+        var text = usageLine + "\n\n" + summary + "\n"
+        if !positionals.isEmpty {
+            text += "\npositional arguments:\n"
+            for p in positionals { text += formatHelpRow("  \(p.name)", p.help) }
+        }
+        text += "\noptions:\n"
+        for option in options where !option.hidden {
+            var names = option.short.map { "-\($0), " } ?? ""
+            names += "--\(option.long)"
+            if let value = option.value { names += " \(value)" }
+            text += formatHelpRow("  " + names, option.help)
+        }
+        if !examples.isEmpty {
+            text += "\nexamples:\n"
+            let width = examples.map(\.command.count).max() ?? 0
+            for example in examples {
+                text += "    " + example.command.padding(width) + "  # " + example.meaning + "\n"
+            }
+        }
+        return text
+    }
+
+    private func formatHelpRow(_ left: String, _ help: String) -> String {
+        let column = 26
+        if left.count < column - 1 { return left.padding(column) + help + "\n" }
+        return left + "\n" + String(repeating: " ", count: column) + help + "\n"
+    }
+
+    private func wrap(_ parts: [String], indent: String) -> String {
+        var lines: [String] = []
+        var line = ""
+        for part in parts {
+            if !line.isEmpty && line.count + 1 + part.count > 79 {
+                lines.append(line)
+                line = indent + part
+            } else {
+                line += line.isEmpty ? part : " " + part
+            }
+        }
+        lines.append(line)
+        return lines.joined(separator: "\n")
+    }
+
+    func option(long: String) -> OptionSpec? { options.first { $0.long == long } }
+    func option(short: Character) -> OptionSpec? { options.first { $0.short == short } }
+}
+
+/// A usage error: exit status 2 with the applet's usage line.
+public struct UsageError: Error, CustomStringConvertible, Sendable {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+public struct ParsedOptions: Sendable {
+    /// Values by long name, in command-line order; flags hold "" per occurrence.
+    public var values: [String: [String]] = [:]
+    public var positionals: [String] = []
+
+    public func has(_ long: String) -> Bool { values[long] != nil }
+    public func value(_ long: String) -> String? { values[long]?.last }
+    public func all(_ long: String) -> [String] { values[long] ?? [] }
+}
+
+extension CommandSpec {
+    /// Parses `arguments` (without the applet name).
+    public func parse(_ arguments: [String]) throws(UsageError) -> ParsedOptions {
+        var result = ParsedOptions()
+        var index = 0
+        func takeValue(_ option: OptionSpec, inline: String?) throws(UsageError) -> String {
+            if let inline { return inline }
+            index += 1
+            guard index < arguments.count else {
+                throw UsageError("option \(display(option)) needs a value (\(option.value ?? "VALUE"))")
+            }
+            return arguments[index]
+        }
+        while index < arguments.count {
+            let word = arguments[index]
+            if word == "--" {
+                result.positionals += arguments[(index + 1)...]
+                break
+            } else if word.hasPrefix("--") {
+                let body = word.dropFirst(2)
+                let name: String, inline: String?
+                if let eq = body.firstIndex(of: "=") {
+                    name = String(body[..<eq])
+                    inline = String(body[body.index(after: eq)...])
+                } else {
+                    name = String(body)
+                    inline = nil
+                }
+                guard let option = option(long: name) else { throw UsageError("unrecognized option '--\(name)'") }
+                if option.value == nil {
+                    if inline != nil { throw UsageError("option --\(name) takes no value") }
+                    result.values[name, default: []].append("")
+                } else {
+                    result.values[name, default: []].append(try takeValue(option, inline: inline))
+                }
+                if stopAfter.contains(name) {
+                    result.positionals += arguments[(index + 1)...]
+                    break
+                }
+            } else if word.hasPrefix("-") && word.count > 1 && !isNegativeNumber(word) {
+                var chars = Array(word.dropFirst())
+                while !chars.isEmpty {
+                    let c = chars.removeFirst()
+                    guard let option = option(short: c) else { throw UsageError("unrecognized option '-\(c)'") }
+                    if option.value == nil {
+                        result.values[option.long, default: []].append("")
+                    } else {
+                        let inline = chars.isEmpty ? nil : String(chars)
+                        result.values[option.long, default: []].append(try takeValue(option, inline: inline))
+                        chars = []
+                    }
+                }
+            } else {
+                result.positionals.append(word)
+            }
+            index += 1
+        }
+        return result
+    }
+
+    private func display(_ option: OptionSpec) -> String {
+        option.short.map { "-\($0)/--\(option.long)" } ?? "--\(option.long)"
+    }
+
+    private func isNegativeNumber(_ word: String) -> Bool {
+        word.count > 1 && word.dropFirst().allSatisfy(\.isNumber) && !options.contains { $0.short?.isNumber == true }
+    }
+}
+
+extension String {
+    func padding(_ width: Int) -> String {
+        count >= width ? self : self + String(repeating: " ", count: width - count)
+    }
+    func leftPadding(_ width: Int) -> String {
+        count >= width ? self : String(repeating: " ", count: width - count) + self
+    }
+}
+
+/// Value parsers shared by the applets; each throws a UsageError that names the option.
+public enum ParseValue {
+    public static func uint32(_ text: String, option: String) throws(UsageError) -> UInt32 {
+        guard let value = UInt32(text) else {
+            throw UsageError("\(option): '\(text)' is not a number from 0 to \(UInt32.max)")
+        }
+        return value
+    }
+
+    public static func positiveInt(_ text: String, option: String, max: Int = Int(Int32.max)) throws(UsageError) -> Int {
+        guard let value = Int(text), value > 0, value <= max else {
+            throw UsageError("\(option): '\(text)' is not a whole number from 1 to \(max)")
+        }
+        return value
+    }
+
+    public static func pid(_ text: String, option: String) throws(UsageError) -> UInt32 {
+        guard let value = Int32(text), value > 0 else {
+            throw UsageError("\(option): '\(text)' is not a process id (a positive number)")
+        }
+        return UInt32(value)
+    }
+
+    public static func regex(_ text: String, option: String) throws(UsageError) -> Regex<AnyRegexOutput> {
+        do {
+            return try Regex(text)
+        } catch {
+            throw UsageError("\(option): '\(text)' is not a valid regular expression")
+        }
+    }
+}

@@ -1,0 +1,73 @@
+@preconcurrency import Glibc
+
+/// Every applet of bpfbox. Dispatch, `--list`, `install`, the tools/ symlinks and the tests that
+/// check each applet's documents all read this one list.
+public struct Applet: Sendable {
+    public enum Kind: Sendable { case tracing, support }
+    public let name: String
+    public let summary: String
+    public let kind: Kind
+    public let spec: CommandSpec?
+    public let main: @Sendable ([String]) -> Int32
+}
+
+public enum Registry {
+    public static let version = "0.1.0"
+
+    public static let applets: [Applet] = [
+        Applet(name: "execsnoop", summary: "trace new processes (execve, execveat)", kind: .tracing,
+               spec: ExecSnoop.spec, main: ExecSnoop.main),
+        Applet(name: "install", summary: "install bpfbox, its applet links and man pages", kind: .support,
+               spec: Install.spec, main: Install.main),
+    ]
+
+    public static func applet(named name: String) -> Applet? { applets.first { $0.name == name } }
+
+    static var listing: String {
+        let width = (applets.map(\.name.count).max() ?? 0) + 2
+        return applets.map { "  " + $0.name.padding(width) + $0.summary }.joined(separator: "\n")
+    }
+
+    static let usage = """
+        usage: bpfbox APPLET [ARGS...]     or a link named after the applet
+               bpfbox --list | --version | --help
+        """
+}
+
+/// The multi-call entry point: dispatch on basename(argv[0]), else on the first argument.
+public func bpfboxMain(_ argv: [String]) -> Int32 {
+    let invoked = argv.first.map { String($0.split(separator: "/").last ?? "") } ?? "bpfbox"
+    if let applet = Registry.applet(named: invoked) {
+        return applet.main(Array(argv.dropFirst()))
+    }
+    guard invoked.hasPrefix("bpfbox") else {
+        printError("bpfbox: unknown applet '\(Escape.terminal(invoked))'; applets:\n\(Registry.listing)")
+        return 64
+    }
+    let arguments = Array(argv.dropFirst())
+    guard let first = arguments.first else {
+        printError(Registry.usage + "\n\napplets:\n" + Registry.listing)
+        return 2
+    }
+    let out = Output()
+    switch first {
+    case "--list", "-l":
+        for applet in Registry.applets { out.line(applet.name) }
+        out.flush()
+        return 0
+    case "--version", "-V":
+        out.line("bpfbox \(Registry.version)")
+        out.flush()
+        return 0
+    case "--help", "-h", "help":
+        out.line(Registry.usage + "\n\napplets:\n" + Registry.listing + "\n\n'bpfbox APPLET --help' describes an applet.")
+        out.flush()
+        return 0
+    default:
+        if let applet = Registry.applet(named: first) {
+            return applet.main(Array(arguments.dropFirst()))
+        }
+        printError("bpfbox: unknown applet '\(Escape.terminal(first))'; applets:\n\(Registry.listing)")
+        return 64
+    }
+}

@@ -1,0 +1,243 @@
+@preconcurrency import Glibc
+import BPFKit
+import BPFObjects
+import ContainerFilter
+
+/// An applet failure at run time: exit 1 with one line (cause and remedy).
+public struct RuntimeFailure: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// The options every tracing applet takes, and what they turn into.
+public struct TracingOptions {
+    public static let specs: [OptionSpec] = [
+        OptionSpec(nil, "cgroupmap", value: "PATH", help: "trace only tasks whose cgroup-v2 id is a key of the hash map pinned at PATH (bcc layout)"),
+        OptionSpec(nil, "mntnsmap", value: "PATH", help: "trace only tasks whose mount namespace id is a key of the hash map pinned at PATH (bcc layout)"),
+        OptionSpec(nil, "json", help: "print one JSON object per event (NDJSON)"),
+        OptionSpec(nil, "verbose", help: "show libbpf's log"),
+        OptionSpec(nil, "ringbuf-kb", value: "KB", help: "size of the event ring buffer in KiB (a power of two)", hidden: true),
+    ]
+
+    public var cgroupMap: String?
+    public var mntnsMap: String?
+    public var json: Bool
+    public var verbose: Bool
+    public var ringBufferBytes: UInt32?
+
+    public init(_ parsed: ParsedOptions) throws(UsageError) {
+        cgroupMap = parsed.value("cgroupmap")
+        mntnsMap = parsed.value("mntnsmap")
+        json = parsed.has("json")
+        verbose = parsed.has("verbose")
+        if let kb = parsed.value("ringbuf-kb") {
+            let value = try ParseValue.positiveInt(kb, option: "--ringbuf-kb", max: 1 << 20)
+            guard value & (value - 1) == 0, value >= 4 else {
+                throw UsageError("--ringbuf-kb: \(kb) is not a power of two of at least 4")
+            }
+            ringBufferBytes = UInt32(value * 1024)
+        }
+        for path in [cgroupMap, mntnsMap].compactMap({ $0 }) where path.isEmpty {
+            throw UsageError("a filter map path is empty")
+        }
+    }
+}
+
+/// A loaded and attached tracer: the object, its links, and its event ring.
+public final class Tracer {
+    public let object: BPFObject
+    private var links: [BPFLink] = []
+    private var ring: RingBuffer?
+    private let lostMap: BPFMap?
+    private var lostReported: UInt64 = 0
+    public let startMonotonicNs: UInt64
+    public let realtimeOffsetNs: Int64
+
+    /// Opens `embedded`, applies the task filter (pinned maps checked before anything is loaded),
+    /// lets `configure` set the applet's constants, then loads and attaches.
+    public init(_ embedded: EmbeddedObject, filter: TaskFilter, options: TracingOptions,
+                configure: (BPFObject) throws -> Void) throws {
+        if let problem = Privileges.tracingProblem() {
+            throw RuntimeFailure("\(problem): tracing needs root (or CAP_BPF + CAP_PERFMON); run with sudo")
+        }
+        LibbpfLog.configure(verbose: options.verbose)
+        let opened: OpenedTaskFilter
+        do { opened = try filter.openMaps() } catch { throw RuntimeFailure(error.description) }
+        let object = try BPFObject(embedded: embedded)
+        self.object = object
+        try opened.apply(to: object)
+        if let bytes = options.ringBufferBytes { try object.map("events").setMaxEntries(bytes) }
+        try configure(object)
+        try object.load()
+        links = try object.attachAll()
+        lostMap = try? object.map("lost_events").opened()
+        var mono = timespec(), real = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &mono)
+        clock_gettime(CLOCK_REALTIME, &real)
+        startMonotonicNs = UInt64(mono.tv_sec) * 1_000_000_000 + UInt64(mono.tv_nsec)
+        realtimeOffsetNs = (Int64(real.tv_sec) - Int64(mono.tv_sec)) * 1_000_000_000 + Int64(real.tv_nsec) - Int64(mono.tv_nsec)
+    }
+
+    /// Starts consuming the `events` ring; `handler` sees each sample (valid during the call).
+    public func onEvent(_ handler: @escaping (UnsafeRawBufferPointer) -> Void) throws {
+        ring = try RingBuffer(map: try object.map("events").opened(), handler: handler)
+    }
+
+    /// Events the kernel side could not send since the last call.
+    public func takeLost() -> UInt64 {
+        guard let lostMap else { return 0 }
+        let total = lostMap.perCPUSum(0)
+        defer { lostReported = total }
+        return total &- lostReported
+    }
+
+    public var totalLost: UInt64 { lostReported }
+
+    /// Polls until SIGINT/SIGTERM, `duration`, or a closed stdout; flushes after every batch and
+    /// reports lost events (stderr; also a JSON record in JSON mode).
+    public func run(applet: String, output: Output, json: Bool, duration: Double? = nil) throws -> Int32 {
+        Signals.install()
+        let deadline = duration.map { monotonicNow() + UInt64($0 * 1e9) }
+        var nextLostCheck = monotonicNow()
+        while !Signals.stopRequested && !output.closed {
+            try ring?.poll(timeoutMs: 100)
+            let now = monotonicNow()
+            if now >= nextLostCheck {
+                reportLost(applet: applet, output: output, json: json)
+                nextLostCheck = now + 1_000_000_000
+            }
+            output.flush()
+            if let deadline, now >= deadline { break }
+        }
+        ring?.drain()
+        reportLost(applet: applet, output: output, json: json)
+        output.flush()
+        return 0
+    }
+
+    private func reportLost(applet: String, output: Output, json: Bool) {
+        let lost = takeLost()
+        guard lost > 0 else { return }
+        printError("\(applet): \(lost) events lost (ring buffer full; \(lostReported) in all); a larger --ringbuf-kb or a narrower filter helps")
+        if json {
+            var line = JSONLine()
+            line.add("lost_events", lost)
+            line.add("lost_events_total", lostReported)
+            output.line(line.line)
+        }
+    }
+
+    /// Wall-clock nanoseconds since the epoch for a bpf_ktime_get_ns() value.
+    public func wallClock(_ monotonicNs: UInt64) -> Int64 { Int64(monotonicNs) + realtimeOffsetNs }
+    /// Seconds since the tracer started.
+    public func elapsed(_ monotonicNs: UInt64) -> Double {
+        Double(Int64(monotonicNs) - Int64(startMonotonicNs)) / 1e9
+    }
+}
+
+public func monotonicNow() -> UInt64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+}
+
+/// SIGINT and SIGTERM end a run cleanly; SIGPIPE is ignored (a closed stdout ends it instead).
+enum Signals {
+    nonisolated(unsafe) static var flag: sig_atomic_t = 0
+    static var stopRequested: Bool { flag != 0 }
+
+    static func install() {
+        var action = sigaction()
+        action.__sigaction_handler.sa_handler = { _ in Signals.flag = 1 }
+        sigemptyset(&action.sa_mask)
+        action.sa_flags = 0
+        sigaction(SIGINT, &action, nil)
+        sigaction(SIGTERM, &action, nil)
+        signal(SIGPIPE, SIG_IGN)
+    }
+}
+
+/// Clock text for rows.
+enum TimeText {
+    /// HH:MM:SS in local time.
+    static func clock(wallNs: Int64) -> String {
+        var seconds = time_t(wallNs / 1_000_000_000)
+        var parts = tm()
+        localtime_r(&seconds, &parts)
+        func two(_ v: Int32) -> String { v < 10 ? "0\(v)" : "\(v)" }
+        return "\(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec))"
+    }
+
+    /// RFC 3339 UTC with microseconds, for JSON.
+    static func iso8601(wallNs: Int64) -> String {
+        var seconds = time_t(wallNs / 1_000_000_000)
+        var parts = tm()
+        gmtime_r(&seconds, &parts)
+        func pad(_ v: Int, _ width: Int) -> String { String(v).leftPaddingZeros(width) }
+        let micros = Int((wallNs % 1_000_000_000) / 1000)
+        return "\(pad(Int(parts.tm_year) + 1900, 4))-\(pad(Int(parts.tm_mon) + 1, 2))-\(pad(Int(parts.tm_mday), 2))T"
+            + "\(pad(Int(parts.tm_hour), 2)):\(pad(Int(parts.tm_min), 2)):\(pad(Int(parts.tm_sec), 2)).\(pad(micros, 6))Z"
+    }
+}
+
+extension String {
+    func leftPaddingZeros(_ width: Int) -> String {
+        count >= width ? self : String(repeating: "0", count: width - count) + self
+    }
+}
+
+/// errno names for the values the tracers report.
+public enum ErrnoName {
+    static let names: [Int32: String] = [
+        1: "EPERM", 2: "ENOENT", 3: "ESRCH", 4: "EINTR", 5: "EIO", 6: "ENXIO", 7: "E2BIG", 8: "ENOEXEC",
+        9: "EBADF", 10: "ECHILD", 11: "EAGAIN", 12: "ENOMEM", 13: "EACCES", 14: "EFAULT", 16: "EBUSY",
+        17: "EEXIST", 18: "EXDEV", 19: "ENODEV", 20: "ENOTDIR", 21: "EISDIR", 22: "EINVAL", 23: "ENFILE",
+        24: "EMFILE", 25: "ENOTTY", 26: "ETXTBSY", 27: "EFBIG", 28: "ENOSPC", 30: "EROFS", 31: "EMLINK",
+        36: "ENAMETOOLONG", 40: "ELOOP", 95: "EOPNOTSUPP", 110: "ETIMEDOUT", 111: "ECONNREFUSED",
+        113: "EHOSTUNREACH", 104: "ECONNRESET", 122: "EDQUOT",
+    ]
+    public static func name(_ code: Int32) -> String { names[code] ?? "E\(code)" }
+}
+
+/// User names for -u.
+public enum Users {
+    /// A uid from a number or a user name.
+    public static func uid(_ text: String, option: String) throws(UsageError) -> UInt32 {
+        if let value = UInt32(text) { return value }
+        guard let entry = getpwnam(text) else {
+            throw UsageError("\(option): '\(text)' is neither a uid nor a known user name")
+        }
+        return entry.pointee.pw_uid
+    }
+}
+
+/// Turns the errors of a tracing run into one line and an exit status.
+public func runTracingApplet(_ name: String, spec: CommandSpec, arguments: [String],
+                             body: (ParsedOptions) throws -> Int32) -> Int32 {
+    do {
+        let parsed = try spec.parse(arguments)
+        if parsed.has("help") {
+            let out = Output()
+            out.line(spec.helpText.hasSuffix("\n") ? String(spec.helpText.dropLast()) : spec.helpText)
+            out.flush()
+            return 0
+        }
+        return try body(parsed)
+    } catch let error as UsageError {
+        printError(spec.usageLine)
+        printError("\(name): error: \(error.description)")
+        return 2
+    } catch let error as RuntimeFailure {
+        printError("\(name): \(error.description)")
+        return 1
+    } catch let error as BPFError {
+        printError("\(name): \(error.description)")
+        return 1
+    } catch let error as FilterError {
+        printError("\(name): \(error.description)")
+        return 1
+    } catch {
+        printError("\(name): \(error)")
+        return 1
+    }
+}

@@ -1,0 +1,19 @@
+/* The C side of bpfbox's Swift code: libbpf's log callback, and the structs of the bpf headers. */
+#ifndef BPFBOX_BPFSUPPORT_H
+#define BPFBOX_BPFSUPPORT_H
+
+#include <linux/types.h>
+#include <stddef.h>
+#include <sys/vfs.h>
+
+#include "../../../bpf/filter.h"
+#include "../../../bpf/execsnoop.h"
+
+/* Routes libbpf's log: verbose != 0 prints every line to stderr; otherwise warnings are kept
+ * (the last few KiB) so that an error can point at them with --verbose. */
+void bpfsupport_set_log(int verbose);
+
+/* The kept tail of libbpf's warnings since the last call; "" when none. Resets the buffer. */
+const char *bpfsupport_take_log(void);
+
+#endif

@@ -1,0 +1,125 @@
+@preconcurrency import Glibc
+import BPFKit
+import BPFSupport
+
+/// A filter problem, said in one line that names the cause and the remedy.
+public struct FilterError: Error, CustomStringConvertible, Sendable {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// The two pinned-map filters, with bcc's layouts.
+public enum FilterMapKind: Sendable {
+    case cgroup
+    case mntns
+
+    public var option: String { self == .cgroup ? "--cgroupmap" : "--mntnsmap" }
+    /// The map's name inside every bpfbox BPF object.
+    public var objectMapName: String { self == .cgroup ? "cgroup_filter" : "mntns_filter" }
+    public var keySize: UInt32 { 8 }
+    public var valueSize: UInt32 { self == .cgroup ? 8 : 4 }
+    var keyMeaning: String { self == .cgroup ? "u64 cgroup id" : "u64 mount namespace id" }
+    var valueMeaning: String { self == .cgroup ? "u64" : "u32" }
+
+    /// The bpftool command that creates a map of this layout at `path`.
+    public func createCommand(_ path: String) -> String {
+        "bpftool map create \(path) type hash key 8 value \(valueSize) entries 1024 name \(self == .cgroup ? "cgroupset" : "mntnsset")"
+    }
+
+    /// Opens the map pinned at `path` and checks that it has this layout.
+    public func openPinned(_ path: String) throws(FilterError) -> BPFMap {
+        let label = "\(option) \(path)"
+        var st = stat()
+        if stat(path, &st) != 0 {
+            let code = errno
+            if code == ENOENT {
+                let dir = parentDirectory(path)
+                var hint = "create one with: \(createCommand(path))"
+                if !Mounts.isOnBPFFS(dir) {
+                    hint = "\(dir) is not a BPF filesystem: mount -t bpf bpf /sys/fs/bpf, then \(hint)"
+                }
+                throw FilterError("\(label): no map is pinned there; \(hint)")
+            }
+            throw FilterError("\(label): \(BPFError.errnoText(code))")
+        }
+        guard Mounts.isOnBPFFS(path) else {
+            throw FilterError("\(label): not on a BPF filesystem (bpffs); pin the map under /sys/fs/bpf, e.g. \(createCommand("/sys/fs/bpf/NAME"))")
+        }
+        let map: BPFMap
+        do {
+            map = try BPFMap.openPinned(path)
+        } catch {
+            throw FilterError("\(label): cannot open the pinned object: \(BPFError.errnoText(error.errno))")
+        }
+        let info: MapInfo
+        do {
+            info = try map.info()
+        } catch {
+            throw FilterError("\(label): the pinned object is not a BPF map; expected \(layout)")
+        }
+        guard info.type == MapInfo.hashType else {
+            throw FilterError("\(label): map type is \(info.typeName), expected \(layout)")
+        }
+        guard info.keySize == keySize else {
+            throw FilterError("\(label): map has key size \(info.keySize), expected \(keySize) (\(keyMeaning)); recreate it with: \(createCommand(path))")
+        }
+        guard info.valueSize == valueSize else {
+            throw FilterError("\(label): map has value size \(info.valueSize), expected \(valueSize) (\(valueMeaning)); recreate it with: \(createCommand(path))")
+        }
+        return map
+    }
+
+    var layout: String { "hash, key 8 bytes (\(keyMeaning)), value \(valueSize) bytes" }
+}
+
+func parentDirectory(_ path: String) -> String {
+    guard let slash = path.lastIndex(of: "/") else { return "." }
+    let dir = String(path[..<slash])
+    return dir.isEmpty ? "/" : dir
+}
+
+/// What every tracing applet filters on in the kernel, before an event is built:
+/// process id, uid, and the container maps (AND when several are given).
+public struct TaskFilter: Sendable {
+    public var pid: UInt32?
+    public var uid: UInt32?
+    public var cgroupMapPath: String?
+    public var mntnsMapPath: String?
+
+    public init(pid: UInt32? = nil, uid: UInt32? = nil, cgroupMapPath: String? = nil, mntnsMapPath: String? = nil) {
+        self.pid = pid
+        self.uid = uid
+        self.cgroupMapPath = cgroupMapPath
+        self.mntnsMapPath = mntnsMapPath
+    }
+
+    /// Opens and checks the pinned maps. Done before anything is loaded, so that a wrong map is
+    /// reported as such, never as a verifier failure.
+    public func openMaps() throws(FilterError) -> OpenedTaskFilter {
+        OpenedTaskFilter(filter: self,
+                         cgroupMap: try cgroupMapPath.map { (p) throws(FilterError) in try FilterMapKind.cgroup.openPinned(p) },
+                         mntnsMap: try mntnsMapPath.map { (p) throws(FilterError) in try FilterMapKind.mntns.openPinned(p) })
+    }
+}
+
+public struct OpenedTaskFilter {
+    public let filter: TaskFilter
+    public let cgroupMap: BPFMap?
+    public let mntnsMap: BPFMap?
+
+    /// Configures `object` (before load): the filter constants and the pinned maps.
+    public func apply(to object: BPFObject) throws(BPFError) {
+        var config = bpfbox_filter_config()
+        if let pid = filter.pid { config.tgid = pid; config.by_tgid = 1 }
+        if let uid = filter.uid { config.uid = uid; config.by_uid = 1 }
+        if let cgroupMap {
+            try object.map(FilterMapKind.cgroup.objectMapName).reuse(cgroupMap)
+            config.by_cgroup = 1
+        }
+        if let mntnsMap {
+            try object.map(FilterMapKind.mntns.objectMapName).reuse(mntnsMap)
+            config.by_mntns = 1
+        }
+        try object.setConstant("bpfbox_filter_cfg", config)
+    }
+}

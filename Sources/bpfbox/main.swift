@@ -1,0 +1,4 @@
+import Applets
+@preconcurrency import Glibc
+
+exit(bpfboxMain(CommandLine.arguments))

@@ -1,0 +1,65 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * The task filter every tracing program calls first: process id, uid, and the container
+ * filters with bcc's pinned-map contract:
+ *   cgroup_filter: HASH, key u64 cgroup-v2 id (host order), value u64 (ignored)
+ *   mntns_filter:  HASH, key u64 mount-namespace inode,      value u32 (ignored)
+ * User space replaces these maps with the pinned ones (bpf_map__reuse_fd) before load, so
+ * entries added or removed while a tool runs take effect at once. When both are given an
+ * event must match both.
+ */
+#ifndef BPFBOX_FILTER_BPF_H
+#define BPFBOX_FILTER_BPF_H
+
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include "filter.h"
+
+const volatile struct bpfbox_filter_config bpfbox_filter_cfg = {};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1);
+	__type(key, __u64);
+	__type(value, __u64);
+} cgroup_filter SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1);
+	__type(key, __u64);
+	__type(value, __u32);
+} mntns_filter SEC(".maps");
+
+static __always_inline __u64 bpfbox_current_mntns(void)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+
+	return BPF_CORE_READ(task, nsproxy, mnt_ns, ns.inum);
+}
+
+/* True when the current task is selected. Cheapest checks first. */
+static __always_inline bool bpfbox_filter_task(void)
+{
+	if (bpfbox_filter_cfg.by_tgid &&
+	    (bpf_get_current_pid_tgid() >> 32) != bpfbox_filter_cfg.tgid)
+		return false;
+	if (bpfbox_filter_cfg.by_uid &&
+	    (__u32)bpf_get_current_uid_gid() != bpfbox_filter_cfg.uid)
+		return false;
+	if (bpfbox_filter_cfg.by_cgroup) {
+		__u64 cgroup_id = bpf_get_current_cgroup_id();
+
+		if (!bpf_map_lookup_elem(&cgroup_filter, &cgroup_id))
+			return false;
+	}
+	if (bpfbox_filter_cfg.by_mntns) {
+		__u64 mntns = bpfbox_current_mntns();
+
+		if (!bpf_map_lookup_elem(&mntns_filter, &mntns))
+			return false;
+	}
+	return true;
+}
+
+#endif
