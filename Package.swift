@@ -58,9 +58,11 @@ let package = Package(
             path: "Tests/UnitTests",
             exclude: ["Snapshots"]
         ),
+        // Test helper: runs a program through execveat(2).
+        .executableTarget(name: "execveat-helper", path: "Tests/Helpers/execveat"),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["bpfbox"],
+            dependencies: ["bpfbox", "execveat-helper", "ContainerFilter"],
             path: "Tests/IntegrationTests"
         ),
     ]

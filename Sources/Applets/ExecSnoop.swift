@@ -26,11 +26,11 @@ public enum ExecSnoop {
             ("execsnoop -x", "include failed exec()s"),
             ("execsnoop -T -U", "with a time and a UID column"),
             ("execsnoop -u 0", "only commands run by root"),
-            ("execsnoop -n main", "only commands whose name contains \"main\""),
-            ("execsnoop -l tpkg", "only commands whose arguments contain \"tpkg\""),
+            ("execsnoop -n main", "only commands named like \"main\""),
+            ("execsnoop -l tpkg", "only arguments matching \"tpkg\""),
             ("execsnoop -P 181", "only children of process 181"),
-            ("execsnoop --cgroupmap /sys/fs/bpf/set", "only tasks of the cgroups in this map"),
-            ("execsnoop --mntnsmap /sys/fs/bpf/ns", "only tasks of the mount namespaces in this map"),
+            ("execsnoop --cgroupmap /sys/fs/bpf/set", "only cgroups in this map"),
+            ("execsnoop --mntnsmap /sys/fs/bpf/ns", "only mount namespaces in this map"),
             ("execsnoop --json | jq .", "one JSON object per exec"),
         ]
     )

@@ -74,8 +74,20 @@ public struct CommandSpec: Sendable {
 
     private func formatHelpRow(_ left: String, _ help: String) -> String {
         let column = 26
-        if left.count < column - 1 { return left.padding(column) + help + "\n" }
-        return left + "\n" + String(repeating: " ", count: column) + help + "\n"
+        let indent = String(repeating: " ", count: column)
+        var lines: [String] = []
+        var line = ""
+        for word in help.split(separator: " ") {
+            if !line.isEmpty && column + line.count + 1 + word.count > 79 {
+                lines.append(line)
+                line = String(word)
+            } else {
+                line += line.isEmpty ? String(word) : " " + word
+            }
+        }
+        lines.append(line)
+        let first = left.count < column - 1 ? left.padding(column) + lines[0] : left + "\n" + indent + lines[0]
+        return ([first] + lines.dropFirst().map { indent + $0 }).joined(separator: "\n") + "\n"
     }
 
     private func wrap(_ parts: [String], indent: String) -> String {

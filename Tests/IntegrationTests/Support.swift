@@ -1,0 +1,319 @@
+import BPFKit
+import ContainerFilter
+import Foundation
+import XCTest
+
+/// Privileged tests skip with their reason when not root, and fail instead when
+/// BPFBOX_REQUIRE_PRIVILEGED=1 (CI).
+func requireRoot(file: StaticString = #filePath, line: UInt = #line) throws {
+    guard geteuid() != 0 else { return }
+    let reason = "needs root to load BPF programs (run the tests as root)"
+    if ProcessInfo.processInfo.environment["BPFBOX_REQUIRE_PRIVILEGED"] == "1" {
+        XCTFail("BPFBOX_REQUIRE_PRIVILEGED=1 but \(reason)", file: file, line: line)
+        throw XCTSkip("failed: \(reason)")
+    }
+    throw XCTSkip(reason)
+}
+
+/// Where the test binaries are (.build/<config>/).
+let productsDirectory: URL = {
+    URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
+}()
+
+let bpfboxPath: String = {
+    if let path = ProcessInfo.processInfo.environment["BPFBOX_BIN"], !path.isEmpty { return path }
+    return productsDirectory.appendingPathComponent("bpfbox").path
+}()
+
+let execveatHelperPath = productsDirectory.appendingPathComponent("execveat-helper").path
+
+func uniqueMarker(_ tag: String) -> String {
+    "bbx-\(tag)-\(UUID().uuidString.prefix(8).lowercased())"
+}
+
+/// A line-oriented reader of a pipe, on its own thread.
+final class LineCollector: @unchecked Sendable {
+    private let condition = NSCondition()
+    private var lines: [String] = []
+    private var finished = false
+
+    init(_ handle: FileHandle) {
+        let thread = Thread { [self] in
+            var pending = Data()
+            while true {
+                let chunk = handle.availableData
+                if chunk.isEmpty { break }
+                pending.append(chunk)
+                while let newline = pending.firstIndex(of: 0x0A) {
+                    let line = String(decoding: pending[pending.startIndex..<newline], as: UTF8.self)
+                    pending.removeSubrange(pending.startIndex...newline)
+                    condition.lock(); lines.append(line); condition.broadcast(); condition.unlock()
+                }
+            }
+            condition.lock()
+            if !pending.isEmpty { lines.append(String(decoding: pending, as: UTF8.self)) }
+            finished = true
+            condition.broadcast()
+            condition.unlock()
+        }
+        thread.start()
+    }
+
+    var all: [String] {
+        condition.lock(); defer { condition.unlock() }
+        return lines
+    }
+
+    /// Waits until a line satisfies `match` (or the stream ends, or `timeout` passes).
+    func wait(timeout: TimeInterval, _ match: (String) -> Bool) -> String? {
+        let deadline = Date().addingTimeInterval(timeout)
+        condition.lock(); defer { condition.unlock() }
+        var checked = 0
+        while true {
+            while checked < lines.count {
+                if match(lines[checked]) { return lines[checked] }
+                checked += 1
+            }
+            if finished || !condition.wait(until: deadline) { return nil }
+        }
+    }
+
+    func waitForEnd(timeout: TimeInterval) -> Bool {
+        let deadline = Date().addingTimeInterval(timeout)
+        condition.lock(); defer { condition.unlock() }
+        while !finished { if !condition.wait(until: deadline) { return false } }
+        return true
+    }
+}
+
+/// A running bpfbox applet with its stdout and stderr collected line by line.
+final class Tool {
+    let process = Process()
+    let stdout: LineCollector
+    let stderr: LineCollector
+
+    init(_ arguments: [String], executable: String = bpfboxPath) throws {
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        stdout = LineCollector(out.fileHandleForReading)
+        stderr = LineCollector(err.fileHandleForReading)
+    }
+
+    /// Parsed JSON events seen so far.
+    var events: [[String: Any]] {
+        stdout.all.compactMap { line in
+            (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any]
+        }
+    }
+
+    /// Waits for a JSON event that has `marker` as one of its argv strings (and satisfies `extra`).
+    func waitForEvent(argv marker: String, timeout: TimeInterval = 20,
+                      where extra: @escaping ([String: Any]) -> Bool = { _ in true }) -> [String: Any]? {
+        var found: [String: Any]?
+        _ = stdout.wait(timeout: timeout) { line in
+            guard line.contains(marker),
+                  let event = (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any],
+                  let argv = event["argv"] as? [String], argv.contains(marker), extra(event) else { return false }
+            found = event
+            return true
+        }
+        return found
+    }
+
+    func hasLine(containing marker: String) -> Bool { stdout.all.contains { $0.contains(marker) } }
+
+    /// SIGINT, then the exit status.
+    @discardableResult
+    func stop() -> Int32 {
+        if process.isRunning { kill(process.processIdentifier, SIGINT) }
+        process.waitUntilExit()
+        _ = stdout.waitForEnd(timeout: 10)
+        _ = stderr.waitForEnd(timeout: 10)
+        return process.terminationStatus
+    }
+
+    deinit {
+        if process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        }
+    }
+}
+
+/// The result of a command run to completion.
+struct Completed {
+    let status: Int32
+    let stdout: String
+    let stderr: String
+    var stderrLines: [String] { stderr.split(separator: "\n").map(String.init) }
+}
+
+@discardableResult
+func runCommand(_ executable: String, _ arguments: [String], timeout: TimeInterval = 60) throws -> Completed {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: executable)
+    process.arguments = arguments
+    let out = Pipe(), err = Pipe()
+    process.standardOutput = out
+    process.standardError = err
+    process.standardInput = FileHandle.nullDevice
+    try process.run()
+    let outCollector = LineCollector(out.fileHandleForReading)
+    let errCollector = LineCollector(err.fileHandleForReading)
+    process.waitUntilExit()
+    _ = outCollector.waitForEnd(timeout: timeout)
+    _ = errCollector.waitForEnd(timeout: timeout)
+    return Completed(status: process.terminationStatus,
+                     stdout: outCollector.all.joined(separator: "\n"),
+                     stderr: errCollector.all.joined(separator: "\n"))
+}
+
+/// A shell that execs `PROGRAM ARG` for every line it reads and answers "done" after each,
+/// so the test knows the exec finished. `setup` runs first (joins a cgroup, ...); `wrapper`
+/// runs the shell under unshare, setpriv ...
+final class Runner {
+    let process = Process()
+    private let input = Pipe()
+    private let output: LineCollector
+    private var count = 0
+
+    init(setup: String = "", wrapper: [String] = []) throws {
+        let script = "\(setup)\necho ready\nwhile read p a; do \"$p\" \"$a\"; echo done; done"
+        let command = wrapper + ["/bin/sh", "-c", script]
+        process.executableURL = URL(fileURLWithPath: command[0])
+        process.arguments = Array(command.dropFirst())
+        let out = Pipe()
+        process.standardInput = input
+        process.standardOutput = out
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        output = LineCollector(out.fileHandleForReading)
+        count = 1
+        guard output.wait(timeout: 20, { $0 == "ready" }) != nil else {
+            throw XCTSkip("the runner shell did not start (\(command.joined(separator: " ")))")
+        }
+    }
+
+    var pid: Int32 { process.processIdentifier }
+
+    /// Runs `program arg` in the runner and waits until it has exited.
+    func exec(_ arg: String, program: String = "/bin/true") {
+        input.fileHandleForWriting.write(Data("\(program) \(arg)\n".utf8))
+        let target = count
+        count += 1
+        var seen = 0
+        _ = output.wait(timeout: 20) { line in
+            if line == "done" { seen += 1 }
+            return line == "done" && seen >= target
+        }
+    }
+
+    deinit {
+        try? input.fileHandleForWriting.close()
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        process.waitUntilExit()
+    }
+}
+
+/// A cgroup-v2 directory made for one test, removed after.
+final class TestCgroup {
+    let path: String
+    let id: UInt64
+
+    init(under parent: String? = nil) throws {
+        guard let root = CgroupV2.mountPoint() else { throw XCTSkip("no cgroup2 mount on this machine") }
+        path = (parent ?? root) + "/" + uniqueMarker("cg")
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: false)
+        id = try CgroupV2.id(ofDirectory: path)
+    }
+
+    /// Shell code that moves the shell into this cgroup.
+    var joinScript: String { "echo $$ > \(path)/cgroup.procs" }
+
+    deinit { rmdir(path) }
+}
+
+/// A BPF hash map pinned on bpffs, made with bpftool as bcc's documentation does.
+final class PinnedMap {
+    let path: String
+
+    init(keySize: Int = 8, valueSize: Int, type: String = "hash", entries: Int = 64) throws {
+        if !isOnBPFFS("/sys/fs/bpf") {
+            _ = try runCommand("/bin/mount", ["-t", "bpf", "bpf", "/sys/fs/bpf"])
+        }
+        path = "/sys/fs/bpf/" + uniqueMarker("map")
+        let result = try runCommand(bpftoolPath, ["map", "create", path, "type", type, "key", String(keySize),
+                                                 "value", String(valueSize), "entries", String(entries), "name", "bbxtest"])
+        guard result.status == 0 else { throw TestError("bpftool map create failed: \(result.stderr)") }
+    }
+
+    static func cgroupMap() throws -> PinnedMap { try PinnedMap(valueSize: 8) }
+    static func mntnsMap() throws -> PinnedMap { try PinnedMap(valueSize: 4) }
+
+    func add(_ key: UInt64, valueSize: Int) throws {
+        let result = try runCommand(bpftoolPath, ["map", "update", "pinned", path, "key", "hex"] + hexBytes(key, 8)
+                                    + ["value", "hex"] + hexBytes(1, valueSize))
+        guard result.status == 0 else { throw TestError("bpftool map update failed: \(result.stderr)") }
+    }
+
+    func remove(_ key: UInt64) throws {
+        let result = try runCommand(bpftoolPath, ["map", "delete", "pinned", path, "key", "hex"] + hexBytes(key, 8))
+        guard result.status == 0 else { throw TestError("bpftool map delete failed: \(result.stderr)") }
+    }
+
+    private func hexBytes(_ value: UInt64, _ size: Int) -> [String] {
+        (0..<size).map { i in
+            let byte = i < 8 ? (value >> (8 * UInt64(i))) & 0xFF : 0
+            let text = String(byte, radix: 16)
+            return text.count == 1 ? "0" + text : text
+        }
+    }
+
+    deinit { unlink(path) }
+}
+
+struct TestError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+let bpftoolPath: String = {
+    for candidate in ["/usr/sbin/bpftool", "/usr/bin/bpftool", "/usr/local/sbin/bpftool"]
+    where FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+    return "/usr/sbin/bpftool"
+}()
+
+func isOnBPFFS(_ path: String) -> Bool { Mounts.isOnBPFFS(path) }
+
+func mountNamespace(of pid: Int32) -> UInt64? {
+    var st = stat()
+    guard stat("/proc/\(pid)/ns/mnt", &st) == 0 else { return nil }
+    return UInt64(st.st_ino)
+}
+
+/// Execs synchronization markers through `runner` until execsnoop shows one: from then on
+/// it is attached. Events arrive in the order their execs finished, so a later marker that is
+/// seen proves that an earlier exec that is not seen was filtered out.
+func waitUntilTracing(_ tool: Tool, via runner: Runner, file: StaticString = #filePath, line: UInt = #line) {
+    for attempt in 0..<200 {
+        let marker = uniqueMarker("sync\(attempt)")
+        runner.exec(marker)
+        if tool.stdout.wait(timeout: 0.25, { $0.contains(marker) }) != nil { return }
+        if !tool.process.isRunning { break }
+    }
+    XCTFail("execsnoop never showed a synchronization exec; stderr: \(tool.stderr.all.joined(separator: " | "))",
+            file: file, line: line)
+}
+
+/// Execs a final marker through `runner` and waits for it: every earlier exec that passed the
+/// filters has been printed once this returns.
+func barrier(_ tool: Tool, via runner: Runner, file: StaticString = #filePath, line: UInt = #line) {
+    let marker = uniqueMarker("barrier")
+    runner.exec(marker)
+    XCTAssertNotNil(tool.stdout.wait(timeout: 20, { $0.contains(marker) }), "barrier exec not shown", file: file, line: line)
+}
