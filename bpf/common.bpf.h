@@ -4,6 +4,8 @@
 #define BPFBOX_COMMON_BPF_H
 
 #include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include "common.h"
 
 /* Size is set by user space before load (bpf_map__set_max_entries). */
 struct {
@@ -36,6 +38,29 @@ static __always_inline long bpfbox_emit(void *data, __u64 size)
 	if (err)
 		bpfbox_count_lost();
 	return err;
+}
+
+static __always_inline __u64 bpfbox_current_mntns(void)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+
+	return BPF_CORE_READ(task, nsproxy, mnt_ns, ns.inum);
+}
+
+/* Who, where and when, for the current task. */
+static __always_inline void bpfbox_fill_task(struct bpfbox_task *t)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u64 uid_gid = bpf_get_current_uid_gid();
+
+	t->ts_ns = bpf_ktime_get_ns();
+	t->cgroup_id = bpf_get_current_cgroup_id();
+	t->mntns_id = bpfbox_current_mntns();
+	t->pid = id >> 32;
+	t->tid = (__u32)id;
+	t->uid = (__u32)uid_gid;
+	t->gid = uid_gid >> 32;
+	bpf_get_current_comm(t->comm, sizeof(t->comm));
 }
 
 #endif

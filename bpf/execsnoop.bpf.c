@@ -73,8 +73,7 @@ static __always_inline int enter_exec(const char *filename, const char *const *a
 {
 	struct task_struct *task;
 	struct execsnoop_event *e;
-	__u64 id, uid_gid;
-	__u32 zero = 0, tid, ppid;
+	__u32 zero = 0, ppid;
 
 	if (!bpfbox_filter_task())
 		return 0;
@@ -88,16 +87,8 @@ static __always_inline int enter_exec(const char *filename, const char *const *a
 	if (!e)
 		return 0;
 
-	id = bpf_get_current_pid_tgid();
-	uid_gid = bpf_get_current_uid_gid();
-	tid = (__u32)id;
-	e->pid = id >> 32;
-	e->tid = tid;
+	bpfbox_fill_task(&e->task);
 	e->ppid = ppid;
-	e->uid = (__u32)uid_gid;
-	e->gid = uid_gid >> 32;
-	e->cgroup_id = bpf_get_current_cgroup_id();
-	e->mntns_id = BPF_CORE_READ(task, nsproxy, mnt_ns, ns.inum);
 	e->retval = 0;
 	e->flags = flags;
 	e->filename_size = 0;
@@ -106,7 +97,7 @@ static __always_inline int enter_exec(const char *filename, const char *const *a
 		e->flags |= EXECSNOOP_F_FROM_ENTRY;
 		read_entry_args(e, filename, argv);
 	}
-	bpf_map_update_elem(&inflight, &tid, e, BPF_ANY);
+	bpf_map_update_elem(&inflight, &e->task.tid, e, BPF_ANY);
 	return 0;
 }
 
@@ -189,9 +180,10 @@ static __always_inline int exit_exec(long ret)
 		goto out;
 
 	e->retval = ret;
-	e->pid = bpf_get_current_pid_tgid() >> 32;
-	e->ts_ns = bpf_ktime_get_ns();
-	bpf_get_current_comm(e->comm, sizeof(e->comm));
+	e->task.pid = bpf_get_current_pid_tgid() >> 32;
+	e->task.tid = tid;
+	e->task.ts_ns = bpf_ktime_get_ns();
+	bpf_get_current_comm(e->task.comm, sizeof(e->task.comm));
 	size = e->args_size;
 	if (size > EXECSNOOP_ARGS_SIZE)
 		size = EXECSNOOP_ARGS_SIZE;

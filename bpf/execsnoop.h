@@ -3,7 +3,8 @@
 #ifndef BPFBOX_EXECSNOOP_H
 #define BPFBOX_EXECSNOOP_H
 
-#define EXECSNOOP_COMM_LEN 16
+#include "common.h"
+
 #define EXECSNOOP_PATH_MAX 4096   /* room for the filename, NUL included */
 #define EXECSNOOP_ARGV_MAX 4096   /* room for the argv block */
 #define EXECSNOOP_ARGS_SIZE (EXECSNOOP_PATH_MAX + EXECSNOOP_ARGV_MAX)
@@ -29,24 +30,17 @@ struct execsnoop_config {
  * only header + args_size bytes are sent.
  */
 struct execsnoop_event {
-	__u64 ts_ns;            /* CLOCK_MONOTONIC at syscall exit */
-	__u64 cgroup_id;
-	__u64 mntns_id;
-	__u32 pid;
-	__u32 tid;
+	struct bpfbox_task task;  /* comm is the new program's; ts_ns is taken at syscall exit */
 	__u32 ppid;
-	__u32 uid;
-	__u32 gid;
 	__s32 retval;
 	__u32 flags;
 	__u32 filename_size;
 	__u32 args_size;
-	char comm[EXECSNOOP_COMM_LEN];
 	char args[EXECSNOOP_ARGS_SIZE];
 };
 
-/* User space finds args right after comm. */
+/* User space finds args right after args_size. */
 _Static_assert(__builtin_offsetof(struct execsnoop_event, args) ==
-	       __builtin_offsetof(struct execsnoop_event, comm) + EXECSNOOP_COMM_LEN, "args follows comm");
+	       __builtin_offsetof(struct execsnoop_event, args_size) + sizeof(__u32), "args follows args_size");
 
 #endif

@@ -13,6 +13,7 @@
 
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
+#include "common.bpf.h"
 #include "filter.h"
 
 const volatile struct bpfbox_filter_config bpfbox_filter_cfg = {};
@@ -30,13 +31,6 @@ struct {
 	__type(key, __u64);
 	__type(value, __u32);
 } mntns_filter SEC(".maps");
-
-static __always_inline __u64 bpfbox_current_mntns(void)
-{
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-
-	return BPF_CORE_READ(task, nsproxy, mnt_ns, ns.inum);
-}
 
 /* True when the current task is selected. Cheapest checks first. */
 static __always_inline bool bpfbox_filter_task(void)

@@ -99,17 +99,10 @@ public enum ExecSnoop {
 
     /// One exec, decoded from a ring-buffer sample.
     public struct Event: Equatable {
-        public var timestampNs: UInt64
-        public var cgroupID: UInt64
-        public var mntnsID: UInt64
-        public var pid: UInt32
-        public var tid: UInt32
+        public var task: TaskInfo
         public var ppid: UInt32
-        public var uid: UInt32
-        public var gid: UInt32
         public var retval: Int32
         public var flags: UInt32
-        public var comm: [UInt8]
         public var filename: [UInt8]
         /// argv as the program sees it, argv[0] first.
         public var argv: [[UInt8]]
@@ -117,8 +110,17 @@ public enum ExecSnoop {
         public var argvTruncated: Bool { flags & UInt32(EXECSNOOP_F_ARGV_TRUNCATED.rawValue) != 0 }
         public var isExecveat: Bool { flags & UInt32(EXECSNOOP_F_EXECVEAT.rawValue) != 0 }
 
-        /// Bytes before `args` (Swift does not import an array that large; args follows comm).
-        public static let headerSize = MemoryLayout<execsnoop_event>.offset(of: \execsnoop_event.comm)! + Int(EXECSNOOP_COMM_LEN)
+        /// Bytes before `args` (Swift does not import an array that large; args follows args_size).
+        public static let headerSize = MemoryLayout<execsnoop_event>.offset(of: \execsnoop_event.args_size)! + 4
+
+        public init(task: TaskInfo, ppid: UInt32, retval: Int32, flags: UInt32 = 0, filename: [UInt8], argv: [[UInt8]]) {
+            self.task = task
+            self.ppid = ppid
+            self.retval = retval
+            self.flags = flags
+            self.filename = filename
+            self.argv = argv
+        }
 
         /// Decodes a sample; nil when it is shorter than its header says (never reads past it).
         public init?(_ raw: UnsafeRawBufferPointer) {
@@ -129,21 +131,12 @@ public enum ExecSnoop {
             let argsSize = Int(field(\.args_size))
             let filenameSize = Int(field(\.filename_size))
             guard argsSize <= raw.count - Event.headerSize, filenameSize <= argsSize else { return nil }
-            timestampNs = field(\.ts_ns)
-            cgroupID = field(\.cgroup_id)
-            mntnsID = field(\.mntns_id)
-            pid = field(\.pid)
-            tid = field(\.tid)
+            task = TaskInfo(raw, at: MemoryLayout<execsnoop_event>.offset(of: \execsnoop_event.task)!)
             ppid = field(\.ppid)
-            uid = field(\.uid)
-            gid = field(\.gid)
             retval = field(\.retval)
             flags = field(\.flags)
-            let commOffset = MemoryLayout<execsnoop_event>.offset(of: \execsnoop_event.comm)!
-            comm = Array(raw[commOffset..<(commOffset + Int(EXECSNOOP_COMM_LEN))].prefix { $0 != 0 })
             let args = raw[Event.headerSize..<(Event.headerSize + argsSize)]
-            let filenameBytes = args.prefix(filenameSize)
-            filename = Array(filenameBytes.prefix { $0 != 0 })
+            filename = Array(args.prefix(filenameSize).prefix { $0 != 0 })
             var argv: [[UInt8]] = []
             var current: [UInt8] = []
             for byte in args.dropFirst(filenameSize) {
@@ -151,10 +144,6 @@ public enum ExecSnoop {
             }
             if !current.isEmpty { argv.append(current) }
             self.argv = argv
-        }
-
-        public init(bytes: [UInt8]) {
-            self = bytes.withUnsafeBytes { Event($0) }!
         }
     }
 
@@ -168,21 +157,13 @@ public enum ExecSnoop {
             self.config = config
             self.tracer = tracer
             var columns: [Column<Event>] = []
-            if config.time {
-                columns.append(Column("TIME", width: 8) { e in
-                    tracer.map { TimeText.clock(wallNs: $0.wallClock(e.timestampNs)) } ?? "00:00:00"
-                })
-            }
-            if config.timestamp {
-                columns.append(Column("TIME(s)", width: 8) { e in
-                    formatFixed(tracer?.elapsed(e.timestampNs) ?? Double(e.timestampNs) / 1e9, decimals: 3)
-                })
-            }
-            if config.printUID { columns.append(Column("UID", width: 6) { String($0.uid) }) }
+            if config.time { columns.append(TaskColumns.clock(tracer) { $0.task }) }
+            if config.timestamp { columns.append(TaskColumns.seconds(tracer) { $0.task }) }
+            if config.printUID { columns.append(TaskColumns.uid { $0.task }) }
             let quote = config.quote, maxArgs = config.maxArgs
             columns += [
-                Column("PCOMM", width: 16) { Escape.terminal($0.comm) },
-                Column("PID", width: 7) { String($0.pid) },
+                TaskColumns.comm("PCOMM") { $0.task },
+                Column("PID", width: 7) { String($0.task.pid) },
                 Column("PPID", width: 7) { String($0.ppid) },
                 Column("RET", width: 3, .right) { String($0.retval) },
                 Column("ARGS", width: 0) { Renderer.argsText($0, quote: quote, maxArgs: maxArgs, escape: true) },
@@ -208,7 +189,7 @@ public enum ExecSnoop {
 
         /// The line for `e`, or nil when a user-space filter (-n, -l) drops it.
         public func render(_ e: Event) -> String? {
-            if let name = config.name, (try? name.firstMatch(in: String(decoding: e.comm, as: UTF8.self))) == nil {
+            if let name = config.name, (try? name.firstMatch(in: String(decoding: e.task.comm, as: UTF8.self))) == nil {
                 return nil
             }
             if let line = config.line {
@@ -220,26 +201,15 @@ public enum ExecSnoop {
 
         public func json(_ e: Event) -> String {
             var j = JSONLine()
-            if let tracer {
-                j.add("time", TimeText.iso8601(wallNs: tracer.wallClock(e.timestampNs)))
-                j.add("timestamp", tracer.elapsed(e.timestampNs))
-            } else {
-                j.add("timestamp", Double(e.timestampNs) / 1e9)
-            }
-            j.add("pid", e.pid)
-            j.add("tid", e.tid)
+            e.task.addIdentity(to: &j, clock: tracer)
             j.add("ppid", e.ppid)
-            j.add("uid", e.uid)
-            j.add("gid", e.gid)
-            j.add("comm", bytes: e.comm)
             j.add("ret", e.retval)
-            j.add("errno", e.retval < 0 ? ErrnoName.name(-e.retval) : nil)
+            j.add("errno", ErrnoName.of(e.retval))
             j.add("syscall", e.isExecveat ? "execveat" : "execve")
             j.add("filename", bytes: e.filename)
             j.add("argv", strings: e.argv.map { String(decoding: $0, as: UTF8.self) })
             j.add("argv_truncated", e.argvTruncated)
-            j.add("cgroup_id", e.cgroupID)
-            j.add("mntns_id", e.mntnsID)
+            e.task.addPlace(to: &j)
             return j.line
         }
     }

@@ -60,6 +60,9 @@ public final class Tracer {
         if let problem = Privileges.tracingProblem() {
             throw RuntimeFailure("\(problem): tracing needs root (or CAP_BPF + CAP_PERFMON); run with sudo")
         }
+        if access("/sys/kernel/btf/vmlinux", R_OK) != 0 {
+            throw RuntimeFailure("this kernel exposes no BTF (/sys/kernel/btf/vmlinux is missing): bpfbox needs a kernel built with CONFIG_DEBUG_INFO_BTF=y")
+        }
         LibbpfLog.configure(verbose: options.verbose)
         let opened: OpenedTaskFilter
         do { opened = try filter.openMaps() } catch { throw RuntimeFailure(error.description) }
@@ -197,6 +200,8 @@ public enum ErrnoName {
         113: "EHOSTUNREACH", 104: "ECONNRESET", 122: "EDQUOT",
     ]
     public static func name(_ code: Int32) -> String { names[code] ?? "E\(code)" }
+    /// The name for a negative return value (-errno); nil for a success.
+    public static func of(_ ret: Int32) -> String? { ret < 0 && ret > -4096 ? name(-ret) : nil }
 }
 
 /// User names for -u.

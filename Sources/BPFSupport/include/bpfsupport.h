@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <sys/vfs.h>
 
+#include "../../../bpf/common.h"
 #include "../../../bpf/filter.h"
 #include "../../../bpf/execsnoop.h"
 
