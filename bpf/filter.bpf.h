@@ -33,11 +33,38 @@ struct {
 } mntns_filter SEC(".maps");
 
 /* True when the current task is selected. Cheapest checks first. */
+/* Processes started by bpfbox (--exec) and their descendants, by tgid. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 8192);
+	__type(key, __u32);
+	__type(value, __u8);
+} traced_tgids SEC(".maps");
+
+/* Loaded only when by_tree is set (user space turns autoload off otherwise). */
+SEC("tp/sched/sched_process_fork")
+int bpfbox_follow_fork(struct trace_event_raw_sched_process_fork *ctx)
+{
+	__u32 parent = bpf_get_current_pid_tgid() >> 32;
+	__u32 child = ctx->child_pid;
+	__u8 one = 1;
+
+	if (bpf_map_lookup_elem(&traced_tgids, &parent))
+		bpf_map_update_elem(&traced_tgids, &child, &one, BPF_ANY);
+	return 0;
+}
+
 static __always_inline bool bpfbox_filter_task(void)
 {
 	if (bpfbox_filter_cfg.by_tgid &&
 	    (bpf_get_current_pid_tgid() >> 32) != bpfbox_filter_cfg.tgid)
 		return false;
+	if (bpfbox_filter_cfg.by_tree) {
+		__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+
+		if (!bpf_map_lookup_elem(&traced_tgids, &tgid))
+			return false;
+	}
 	if (bpfbox_filter_cfg.by_uid &&
 	    (__u32)bpf_get_current_uid_gid() != bpfbox_filter_cfg.uid)
 		return false;

@@ -11,6 +11,8 @@ struct bpfbox_filter_config {
 	__u8 by_mntns;   /* consult mntns_filter (bcc --mntnsmap layout) */
 	__u8 by_tgid;
 	__u8 by_uid;
+	__u8 by_tree;    /* consult traced_tgids: a command bpfbox started and its descendants */
+	__u8 pad[3];
 };
 
 #endif

@@ -17,6 +17,8 @@ public enum Registry {
     public static let applets: [Applet] = [
         Applet(name: "execsnoop", summary: "trace new processes (execve, execveat)", kind: .tracing,
                spec: ExecSnoop.spec, main: ExecSnoop.main),
+        Applet(name: "opensnoop", summary: "trace file opens (open, openat, openat2, creat)", kind: .tracing,
+               spec: OpenSnoop.spec, main: OpenSnoop.main),
         Applet(name: "install", summary: "install bpfbox, its applet links and man pages", kind: .support,
                spec: Install.spec, main: Install.main),
     ]

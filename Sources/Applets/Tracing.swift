@@ -72,6 +72,7 @@ public final class Tracer {
         if let bytes = options.ringBufferBytes { try object.map("events").setMaxEntries(bytes) }
         try configure(object)
         try object.load()
+        try opened.seed(object)
         links = try object.attachAll()
         lostMap = try? object.map("lost_events").opened()
         var mono = timespec(), real = timespec()
@@ -98,7 +99,8 @@ public final class Tracer {
 
     /// Polls until SIGINT/SIGTERM, `duration`, or a closed stdout; flushes after every batch and
     /// reports lost events (stderr; also a JSON record in JSON mode).
-    public func run(applet: String, output: Output, json: Bool, duration: Double? = nil) throws -> Int32 {
+    public func run(applet: String, output: Output, json: Bool, duration: Double? = nil,
+                    until finished: () -> Bool = { false }) throws -> Int32 {
         Signals.install()
         let deadline = duration.map { monotonicNow() + UInt64($0 * 1e9) }
         var nextLostCheck = monotonicNow()
@@ -111,6 +113,7 @@ public final class Tracer {
             }
             output.flush()
             if let deadline, now >= deadline { break }
+            if finished() { break }
         }
         ring?.drain()
         reportLost(applet: applet, output: output, json: json)

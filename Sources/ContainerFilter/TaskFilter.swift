@@ -85,8 +85,12 @@ public struct TaskFilter: Sendable {
     public var uid: UInt32?
     public var cgroupMapPath: String?
     public var mntnsMapPath: String?
+    /// Trace only this process and the processes it forks (a command bpfbox started).
+    public var tree: UInt32?
 
-    public init(pid: UInt32? = nil, uid: UInt32? = nil, cgroupMapPath: String? = nil, mntnsMapPath: String? = nil) {
+    public init(pid: UInt32? = nil, uid: UInt32? = nil, cgroupMapPath: String? = nil, mntnsMapPath: String? = nil,
+                tree: UInt32? = nil) {
+        self.tree = tree
         self.pid = pid
         self.uid = uid
         self.cgroupMapPath = cgroupMapPath
@@ -120,6 +124,15 @@ public struct OpenedTaskFilter {
             try object.map(FilterMapKind.mntns.objectMapName).reuse(mntnsMap)
             config.by_mntns = 1
         }
+        if filter.tree != nil { config.by_tree = 1 }
+        // The fork follower costs a program run per fork: load it only when it is used.
+        if let follower = try? object.program("bpfbox_follow_fork") { follower.autoload = filter.tree != nil }
         try object.setConstant("bpfbox_filter_cfg", config)
+    }
+
+    /// After load: seeds the process tree with the started command (before it runs).
+    public func seed(_ object: BPFObject) throws(BPFError) {
+        guard let root = filter.tree else { return }
+        try object.map("traced_tgids").opened().update(root, UInt8(1))
     }
 }
