@@ -7,13 +7,17 @@ public struct OptionSpec: Sendable {
     public let value: String?
     public let help: String
     public let hidden: Bool
+    /// The value may be left out (`--unique` or `--unique=cgroup`); it is then "".
+    public let optionalValue: Bool
 
-    public init(_ short: Character?, _ long: String, value: String? = nil, help: String, hidden: Bool = false) {
+    public init(_ short: Character?, _ long: String, value: String? = nil, help: String, hidden: Bool = false,
+                optionalValue: Bool = false) {
         self.short = short
         self.long = long
         self.value = value
         self.help = help
         self.hidden = hidden
+        self.optionalValue = optionalValue
     }
 }
 
@@ -42,7 +46,11 @@ public struct CommandSpec: Sendable {
         var parts = ["usage: \(name)"]
         for option in options where !option.hidden {
             let flag = option.short.map { "-\($0)" } ?? "--\(option.long)"
-            parts.append(option.value.map { "[\(flag) \($0)]" } ?? "[\(flag)]")
+            if option.optionalValue, let value = option.value {
+                parts.append("[\(flag)[=\(value)]]")
+            } else {
+                parts.append(option.value.map { "[\(flag) \($0)]" } ?? "[\(flag)]")
+            }
         }
         for positional in positionals { parts.append("[\(positional.name)]") }
         return wrap(parts, indent: String(repeating: " ", count: 7 + name.count))
@@ -59,7 +67,7 @@ public struct CommandSpec: Sendable {
         for option in options where !option.hidden {
             var names = option.short.map { "-\($0), " } ?? ""
             names += "--\(option.long)"
-            if let value = option.value { names += " \(value)" }
+            if let value = option.value { names += option.optionalValue ? "[=\(value)]" : " \(value)" }
             text += formatHelpRow("  " + names, option.help)
         }
         if !examples.isEmpty {
@@ -154,7 +162,9 @@ extension CommandSpec {
                     inline = nil
                 }
                 guard let option = option(long: name) else { throw UsageError("unrecognized option '--\(name)'") }
-                if option.value == nil {
+                if option.optionalValue {
+                    result.values[name, default: []].append(inline ?? "")
+                } else if option.value == nil {
                     if inline != nil { throw UsageError("option --\(name) takes no value") }
                     result.values[name, default: []].append("")
                 } else {

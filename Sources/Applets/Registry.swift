@@ -19,6 +19,8 @@ public enum Registry {
                spec: ExecSnoop.spec, main: ExecSnoop.main),
         Applet(name: "opensnoop", summary: "trace file opens (open, openat, openat2, creat)", kind: .tracing,
                spec: OpenSnoop.spec, main: OpenSnoop.main),
+        Applet(name: "capable", summary: "trace capability checks", kind: .tracing,
+               spec: Capable.spec, main: Capable.main),
         Applet(name: "install", summary: "install bpfbox, its applet links and man pages", kind: .support,
                spec: Install.spec, main: Install.main),
     ]

@@ -143,3 +143,11 @@ public struct ObjectMap {
         return BPFMap(fd: fd, label: "\(object.name).\(name)", owns: false, owner: object)
     }
 }
+
+extension BPFMap {
+    /// Looks `key` up into `values` (sized by the caller to the map's value size); false if absent.
+    public func lookup<Key: BitwiseCopyable, Element: BitwiseCopyable>(_ key: Key, into values: inout [Element]) -> Bool {
+        var key = key
+        return values.withUnsafeMutableBytes { bpf_map_lookup_elem(fd, &key, $0.baseAddress) } == 0
+    }
+}
