@@ -58,11 +58,11 @@ let package = Package(
             path: "Tests/UnitTests",
             exclude: ["Snapshots"]
         ),
-        // Test helper: runs a program through execveat(2).
-        .executableTarget(name: "execveat-helper", path: "Tests/Helpers/execveat"),
+        // Test helper: drives the system calls the integration tests trace.
+        .executableTarget(name: "testhelper", path: "Tests/Helpers/testhelper"),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["bpfbox", "execveat-helper", "ContainerFilter"],
+            dependencies: ["bpfbox", "testhelper", "ContainerFilter"],
             path: "Tests/IntegrationTests"
         ),
     ]

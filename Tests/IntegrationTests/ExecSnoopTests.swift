@@ -266,7 +266,7 @@ final class ExecSnoopTests: XCTestCase {
         let runner = try Runner()
         waitUntilTracing(tool, via: runner)
         let marker = uniqueMarker("at")
-        let result = try runCommand(execveatHelperPath, ["/bin/true", marker])
+        let result = try runCommand(testHelperPath, ["execveat", "/bin/true", marker])
         XCTAssertEqual(result.status, 0, result.stderr)
         let event = try XCTUnwrap(tool.waitForEvent(argv: marker) { $0["syscall"] as? String == "execveat" },
                                   "execveat not shown")

@@ -25,7 +25,7 @@ let bpfboxPath: String = {
     return productsDirectory.appendingPathComponent("bpfbox").path
 }()
 
-let execveatHelperPath = productsDirectory.appendingPathComponent("execveat-helper").path
+let testHelperPath = productsDirectory.appendingPathComponent("testhelper").path
 
 func uniqueMarker(_ tag: String) -> String {
     "bbx-\(tag)-\(UUID().uuidString.prefix(8).lowercased())"
@@ -122,7 +122,26 @@ final class Tool {
             found = event
             return true
         }
+        if found == nil { reportMiss() }
         return found
+    }
+
+    /// Waits for a JSON event that satisfies `match`.
+    func waitForEventLine(timeout: TimeInterval = 20, _ match: @escaping ([String: Any]) -> Bool) -> [String: Any]? {
+        var found: [String: Any]?
+        _ = stdout.wait(timeout: timeout) { line in
+            guard let event = (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any],
+                  match(event) else { return false }
+            found = event
+            return true
+        }
+        if found == nil { reportMiss() }
+        return found
+    }
+
+    /// Prints what the tool said on stderr, for a failure's log.
+    func reportMiss() {
+        print("event not found; the tool is \(process.isRunning ? "running" : "gone"); stderr: \(stderr.all.joined(separator: " | ")); \(stdout.all.count) lines of output")
     }
 
     func hasLine(containing marker: String) -> Bool { stdout.all.contains { $0.contains(marker) } }
@@ -173,17 +192,18 @@ func runCommand(_ executable: String, _ arguments: [String], timeout: TimeInterv
                      stderr: errCollector.all.joined(separator: "\n"))
 }
 
-/// A shell that execs `PROGRAM ARG` for every line it reads and answers "done" after each,
-/// so the test knows the exec finished. `setup` runs first (joins a cgroup, ...); `wrapper`
-/// runs the shell under unshare, setpriv ...
+/// A shell that runs each command it reads and answers "done" after it, so the test knows the
+/// command finished. `setup` runs first (joins a cgroup, ...); `wrapper` runs the shell under
+/// unshare, setpriv, nsenter ...
 final class Runner {
     let process = Process()
     private let input = Pipe()
     private let output: LineCollector
-    private var count = 0
+    private var consumed = 0
 
     init(setup: String = "", wrapper: [String] = []) throws {
-        let script = "\(setup)\necho ready\nwhile read p a; do \"$p\" \"$a\"; echo done; done"
+        // The command's output may lack a final newline: "done" goes on a line of its own.
+        let script = "\(setup)\necho ready\nwhile IFS= read -r line; do eval \"$line\"; printf '\\n%s\\n' \(Runner.done); done"
         let command = wrapper + ["/bin/sh", "-c", script]
         process.executableURL = URL(fileURLWithPath: command[0])
         process.arguments = Array(command.dropFirst())
@@ -193,24 +213,38 @@ final class Runner {
         process.standardError = FileHandle.nullDevice
         try process.run()
         output = LineCollector(out.fileHandleForReading)
-        count = 1
         guard output.wait(timeout: 20, { $0 == "ready" }) != nil else {
-            throw XCTSkip("the runner shell did not start (\(command.joined(separator: " ")))")
+            throw TestError("the runner shell did not start (\(command.joined(separator: " ")))")
         }
+        consumed = 1
     }
+
+    static let done = "bbx-runner-done"
 
     var pid: Int32 { process.processIdentifier }
 
-    /// Runs `program arg` in the runner and waits until it has exited.
-    func exec(_ arg: String, program: String = "/bin/true") {
-        input.fileHandleForWriting.write(Data("\(program) \(arg)\n".utf8))
-        let target = count
-        count += 1
-        var seen = 0
+    /// Runs `command` (words, quoted for the shell) and waits until it has exited; returns what it
+    /// printed.
+    @discardableResult
+    func run(_ command: [String]) -> [String] {
+        let line = command.map { "'" + $0.replacingOccurrences(of: "'", with: "'\\''") + "'" }.joined(separator: " ")
+        input.fileHandleForWriting.write(Data((line + "\n").utf8))
+        var index = -1
+        let first = consumed
         _ = output.wait(timeout: 20) { line in
-            if line == "done" { seen += 1 }
-            return line == "done" && seen >= target
+            index += 1
+            return index >= first && line == Runner.done
         }
+        let lines = output.all
+        let end = lines[consumed...].firstIndex(of: Runner.done) ?? lines.count
+        let printed = lines[consumed..<end].filter { !$0.isEmpty }
+        consumed = min(end + 1, lines.count)
+        return printed
+    }
+
+    /// Runs `program arg` and waits until it has exited.
+    func exec(_ arg: String, program: String = "/bin/true") {
+        run([program, arg])
     }
 
     deinit {
@@ -218,6 +252,11 @@ final class Runner {
         if process.isRunning { kill(process.processIdentifier, SIGKILL) }
         process.waitUntilExit()
     }
+}
+
+/// The pid a testhelper run reported ("pid N").
+func helperPID(_ lines: [String]) -> Int? {
+    lines.first { $0.hasPrefix("pid ") }.flatMap { Int($0.dropFirst(4)) }
 }
 
 /// A cgroup-v2 directory made for one test, removed after.
@@ -296,24 +335,33 @@ func mountNamespace(of pid: Int32) -> UInt64? {
     return UInt64(st.st_ino)
 }
 
-/// Execs synchronization markers through `runner` until execsnoop shows one: from then on
-/// it is attached. Events arrive in the order their execs finished, so a later marker that is
-/// seen proves that an earlier exec that is not seen was filtered out.
-func waitUntilTracing(_ tool: Tool, via runner: Runner, file: StaticString = #filePath, line: UInt = #line) {
+/// Repeats `trigger` (given a fresh marker) until the tool prints a line that `seen` accepts
+/// for it: from then on the tool is attached.
+func waitUntilAttached(_ tool: Tool, file: StaticString = #filePath, line: UInt = #line,
+                       trigger: (String) -> Void, seen: @escaping (String, String) -> Bool = { $0.contains($1) }) {
     for attempt in 0..<200 {
         let marker = uniqueMarker("sync\(attempt)")
-        runner.exec(marker)
-        if tool.stdout.wait(timeout: 0.25, { $0.contains(marker) }) != nil { return }
+        trigger(marker)
+        if tool.stdout.wait(timeout: 0.25, { seen($0, marker) }) != nil { return }
         if !tool.process.isRunning { break }
     }
-    XCTFail("execsnoop never showed a synchronization exec; stderr: \(tool.stderr.all.joined(separator: " | "))",
+    XCTFail("the tool never showed a synchronization event; stderr: \(tool.stderr.all.joined(separator: " | "))",
             file: file, line: line)
 }
 
-/// Execs a final marker through `runner` and waits for it: every earlier exec that passed the
-/// filters has been printed once this returns.
+/// Runs `cat /nonexistent/<marker>` through `runner` until the tool shows the marker: an exec
+/// with the marker in its arguments, and an open of a path with the marker.
+func waitUntilTracing(_ tool: Tool, via runner: Runner, file: StaticString = #filePath, line: UInt = #line) {
+    waitUntilAttached(tool, file: file, line: line) { marker in
+        runner.exec("/nonexistent/" + marker, program: "/bin/cat")
+    }
+}
+
+/// Runs a final marker through `runner` and waits for it. Events arrive in the order they
+/// happened, so once this returns every earlier event that passed the filters has been printed,
+/// and one that is missing was filtered out.
 func barrier(_ tool: Tool, via runner: Runner, file: StaticString = #filePath, line: UInt = #line) {
     let marker = uniqueMarker("barrier")
-    runner.exec(marker)
-    XCTAssertNotNil(tool.stdout.wait(timeout: 20, { $0.contains(marker) }), "barrier exec not shown", file: file, line: line)
+    runner.exec("/nonexistent/" + marker, program: "/bin/cat")
+    XCTAssertNotNil(tool.stdout.wait(timeout: 20, { $0.contains(marker) }), "barrier event not shown", file: file, line: line)
 }
