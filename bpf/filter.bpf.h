@@ -32,16 +32,15 @@ struct {
 	__type(value, __u32);
 } mntns_filter SEC(".maps");
 
-/* True when the current task is selected. Cheapest checks first. */
 /* Processes started by bpfbox (--exec) and their descendants, by tgid. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 8192);
+	__uint(max_entries, 65536);
 	__type(key, __u32);
 	__type(value, __u8);
 } traced_tgids SEC(".maps");
 
-/* Loaded only when by_tree is set (user space turns autoload off otherwise). */
+/* The follow programs are loaded only when by_tree is set (user space turns autoload off). */
 SEC("tp/sched/sched_process_fork")
 int bpfbox_follow_fork(struct trace_event_raw_sched_process_fork *ctx)
 {
@@ -54,6 +53,19 @@ int bpfbox_follow_fork(struct trace_event_raw_sched_process_fork *ctx)
 	return 0;
 }
 
+/* A process that exits leaves the tree, so that its pid, once reused, is not followed. */
+SEC("tp/sched/sched_process_exit")
+int bpfbox_follow_exit(void *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tgid = id >> 32;
+
+	if ((__u32)id == tgid)
+		bpf_map_delete_elem(&traced_tgids, &tgid);
+	return 0;
+}
+
+/* True when the current task is selected. Cheapest checks first. */
 static __always_inline bool bpfbox_filter_task(void)
 {
 	if (bpfbox_filter_cfg.by_tgid &&

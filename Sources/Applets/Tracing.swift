@@ -16,7 +16,7 @@ public struct TracingOptions {
         OptionSpec(nil, "mntnsmap", value: "PATH", help: "trace only tasks whose mount namespace id is a key of the hash map pinned at PATH (bcc layout)"),
         OptionSpec(nil, "json", help: "print one JSON object per event (NDJSON)"),
         OptionSpec(nil, "verbose", help: "show libbpf's log"),
-        OptionSpec(nil, "ringbuf-kb", value: "KB", help: "size of the event ring buffer in KiB (a power of two)", hidden: true),
+        OptionSpec(nil, "ringbuf-kb", value: "KB", help: "size of the event ring buffer in KiB (a power of two; default 256)"),
     ]
 
     public var cgroupMap: String?
@@ -37,9 +37,8 @@ public struct TracingOptions {
             }
             ringBufferBytes = UInt32(value * 1024)
         }
-        for path in [cgroupMap, mntnsMap].compactMap({ $0 }) where path.isEmpty {
-            throw UsageError("a filter map path is empty")
-        }
+        if cgroupMap?.isEmpty == true { throw UsageError("--cgroupmap: the path is empty") }
+        if mntnsMap?.isEmpty == true { throw UsageError("--mntnsmap: the path is empty") }
     }
 }
 
@@ -58,7 +57,7 @@ public final class Tracer {
     public init(_ embedded: EmbeddedObject, filter: TaskFilter, options: TracingOptions,
                 configure: (BPFObject) throws -> Void) throws {
         if let problem = Privileges.tracingProblem() {
-            throw RuntimeFailure("\(problem): tracing needs root (or CAP_BPF + CAP_PERFMON); run with sudo")
+            throw RuntimeFailure("\(problem): tracing needs root, or CAP_BPF with CAP_PERFMON; run it with sudo")
         }
         if access("/sys/kernel/btf/vmlinux", R_OK) != 0 {
             throw RuntimeFailure("this kernel exposes no BTF (/sys/kernel/btf/vmlinux is missing): bpfbox needs a kernel built with CONFIG_DEBUG_INFO_BTF=y")

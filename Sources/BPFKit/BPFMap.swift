@@ -41,6 +41,18 @@ public final class BPFMap {
         return BPFMap(fd: fd, label: path, owns: true)
     }
 
+    /// What the descriptor refers to: "bpf-map", "bpf-prog", "bpf-link" ... (from /proc/self/fd).
+    public var objectKind: String {
+        var buffer = [CChar](repeating: 0, count: 128)
+        let n = readlink("/proc/self/fd/\(fd)", &buffer, buffer.count - 1)
+        guard n > 0 else { return "unknown" }
+        let target = String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        return target.hasPrefix("anon_inode:") ? String(target.dropFirst("anon_inode:".count)) : target
+    }
+
+    /// Whether the descriptor is a map (a pinned path may hold a program or a link instead).
+    public var isMap: Bool { objectKind == "bpf-map" }
+
     /// Type, key and value sizes, as the kernel reports them (EINVAL: not a map).
     public func info() throws(BPFError) -> MapInfo {
         var info = bpf_map_info()

@@ -57,7 +57,7 @@ public enum Privileges {
         guard let caps = effectiveCapabilities() else { return "not root" }
         let has = { (bit: UInt64) in caps & (1 << bit) != 0 }
         if has(21) || (has(39) && has(38)) { return nil }
-        return "not root (and without CAP_BPF + CAP_PERFMON)"
+        return "not root"
     }
 
     static func effectiveCapabilities() -> UInt64? {

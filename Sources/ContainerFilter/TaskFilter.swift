@@ -34,13 +34,15 @@ public enum FilterMapKind: Sendable {
             let code = errno
             if code == ENOENT {
                 let dir = parentDirectory(path)
-                var hint = "create one with: \(createCommand(path))"
                 if !Mounts.isOnBPFFS(dir) {
-                    hint = "\(dir) is not a BPF filesystem: mount -t bpf bpf /sys/fs/bpf, then \(hint)"
+                    throw FilterError("\(label): no such map, and \(dir) is not on a BPF filesystem; pin maps under /sys/fs/bpf (mount -t bpf bpf /sys/fs/bpf if it is not mounted), e.g. \(createCommand("/sys/fs/bpf/NAME"))")
                 }
-                throw FilterError("\(label): no map is pinned there; \(hint)")
+                throw FilterError("\(label): no map is pinned there; create one with: \(createCommand(path))")
             }
             throw FilterError("\(label): \(BPFError.errnoText(code))")
+        }
+        if (st.st_mode & S_IFMT) == S_IFDIR {
+            throw FilterError("\(label): is a directory, not a pinned map; give the map's path, e.g. \(createCommand(path + "/NAME"))")
         }
         guard Mounts.isOnBPFFS(path) else {
             throw FilterError("\(label): not on a BPF filesystem (bpffs); pin the map under /sys/fs/bpf, e.g. \(createCommand("/sys/fs/bpf/NAME"))")
@@ -49,22 +51,23 @@ public enum FilterMapKind: Sendable {
         do {
             map = try BPFMap.openPinned(path)
         } catch {
-            throw FilterError("\(label): cannot open the pinned object: \(BPFError.errnoText(error.errno))")
+            throw FilterError("\(label): not a pinned BPF object (\(BPFError.errnoText(error.errno))); expected a map with \(layout)")
         }
         let info: MapInfo
         do {
+            guard map.isMap else { throw BPFError(operation: "check", errno: EINVAL) }
             info = try map.info()
         } catch {
-            throw FilterError("\(label): the pinned object is not a BPF map; expected \(layout)")
+            throw FilterError("\(label): the pinned object is not a BPF map (\(map.objectKind)); expected \(layout)")
         }
         guard info.type == MapInfo.hashType else {
             throw FilterError("\(label): map type is \(info.typeName), expected \(layout)")
         }
         guard info.keySize == keySize else {
-            throw FilterError("\(label): map has key size \(info.keySize), expected \(keySize) (\(keyMeaning)); recreate it with: \(createCommand(path))")
+            throw FilterError("\(label): map has key size \(info.keySize), expected \(keySize) (\(keyMeaning)); remove it (rm \(path)) and recreate it with: \(createCommand(path))")
         }
         guard info.valueSize == valueSize else {
-            throw FilterError("\(label): map has value size \(info.valueSize), expected \(valueSize) (\(valueMeaning)); recreate it with: \(createCommand(path))")
+            throw FilterError("\(label): map has value size \(info.valueSize), expected \(valueSize) (\(valueMeaning)); remove it (rm \(path)) and recreate it with: \(createCommand(path))")
         }
         return map
     }
@@ -125,8 +128,10 @@ public struct OpenedTaskFilter {
             config.by_mntns = 1
         }
         if filter.tree != nil { config.by_tree = 1 }
-        // The fork follower costs a program run per fork: load it only when it is used.
-        if let follower = try? object.program("bpfbox_follow_fork") { follower.autoload = filter.tree != nil }
+        // The followers cost a program run per fork and exit: load them only when they are used.
+        for name in ["bpfbox_follow_fork", "bpfbox_follow_exit"] {
+            if let follower = try? object.program(name) { follower.autoload = filter.tree != nil }
+        }
         try object.setConstant("bpfbox_filter_cfg", config)
     }
 

@@ -2,7 +2,7 @@
 //
 //   bpf-compile <file.bpf.c> <out.swift> --include <bpf dir> [--arch x86]
 //
-// clang comes from $BPF_CLANG, else the PATH, else beside the running Swift toolchain.
+// clang comes from $BPF_CLANG, else the PATH (the Swift toolchain's clang is there).
 // The object is linked through `bpftool gen object` (drops DWARF, keeps BTF and CO-RE
 // relocations) and embedded as base64 in a StaticString.
 import Foundation

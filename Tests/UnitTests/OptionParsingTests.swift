@@ -190,7 +190,10 @@ final class OptionParsingTests: XCTestCase {
         for option in ExecSnoop.spec.options where !option.hidden {
             XCTAssertTrue(help.contains("--" + option.long), "help omits --\(option.long)")
         }
-        XCTAssertFalse(help.contains("--ringbuf-kb"), "hidden options stay out of the help")
+        let hidden = OptionSpec(nil, "secret-knob", help: "not for users", hidden: true)
+        let spec = CommandSpec(name: "demo", summary: "Demo.", options: [hidden])
+        XCTAssertFalse(spec.helpText.contains("--secret-knob"), "hidden options stay out of the help")
+        XCTAssertFalse(spec.usageLine.contains("--secret-knob"))
         assertSnapshot(help, named: "execsnoop_help")
     }
 }
