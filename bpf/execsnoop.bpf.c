@@ -6,14 +6,16 @@
  *                        with include_failed, also read filename and argv from user memory
  *                        (the only copy a failed exec has; it may come back empty when the
  *                        page is not faulted in yet).
- * sched_process_exec     the exec succeeded: take the filename from the tracepoint and argv
- *                        from the new mm (arg_start..arg_end, just written by the kernel),
- *                        which is complete even for a fresh child exec'ing a string literal.
+ * sched_process_exec     the exec succeeded: take the filename from the binprm and argv from
+ *                        the new mm (arg_start..arg_end, just written by the kernel), which is
+ *                        complete even for a fresh child exec'ing a string literal. A BTF
+ *                        tracepoint, for the binprm: it tells a script (#!) from a binary.
  * sys_exit_execve(at)    set the return value and comm, send header + used bytes.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
+#include <bpf/bpf_tracing.h>
 #include "common.bpf.h"
 #include "filter.bpf.h"
 #include "execsnoop.h"
@@ -114,10 +116,11 @@ int sys_enter_execveat(struct trace_event_raw_sys_enter *ctx)
 			  EXECSNOOP_F_EXECVEAT);
 }
 
-SEC("tp/sched/sched_process_exec")
-int sched_process_exec(struct trace_event_raw_sched_process_exec *ctx)
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(sched_process_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
 {
-	__u32 old_tid = ctx->old_pid, tid = ctx->pid;
+	__u32 old_tid = old_pid, tid = BPF_CORE_READ(p, pid);
+	const char *filename;
 	__u64 pos, len;
 	struct execsnoop_event *e;
 	struct task_struct *task;
@@ -136,8 +139,8 @@ int sched_process_exec(struct trace_event_raw_sched_process_exec *ctx)
 			return 0;
 	}
 
-	n = bpf_probe_read_kernel_str(e->args, EXECSNOOP_PATH_MAX,
-				      (void *)ctx + (ctx->__data_loc_filename & 0xFFFF));
+	filename = BPF_CORE_READ(bprm, filename);
+	n = bpf_probe_read_kernel_str(e->args, EXECSNOOP_PATH_MAX, filename);
 	if (n <= 0) {
 		e->args[0] = '\0';
 		n = 1;
@@ -147,6 +150,8 @@ int sched_process_exec(struct trace_event_raw_sched_process_exec *ctx)
 		pos = EXECSNOOP_PATH_MAX;
 	e->filename_size = pos;
 	e->flags &= ~(EXECSNOOP_F_FROM_ENTRY | EXECSNOOP_F_ARGV_TRUNCATED);
+	if (BPF_CORE_READ(bprm, interp) != filename)
+		e->flags |= EXECSNOOP_F_SCRIPT;
 
 	task = (struct task_struct *)bpf_get_current_task();
 	arg_start = BPF_CORE_READ(task, mm, arg_start);

@@ -15,6 +15,7 @@ enum execsnoop_flags {
 	EXECSNOOP_F_EXECVEAT = 1,       /* execveat(2), not execve(2) */
 	EXECSNOOP_F_ARGV_TRUNCATED = 2, /* argv did not fit; more arguments followed */
 	EXECSNOOP_F_FROM_ENTRY = 4,     /* filename and argv read at syscall entry (best effort) */
+	EXECSNOOP_F_SCRIPT = 8,         /* an interpreter ran the file (#!): argv starts with it */
 };
 
 struct execsnoop_config {

@@ -109,6 +109,16 @@ public enum ExecSnoop {
 
         public var argvTruncated: Bool { flags & UInt32(EXECSNOOP_F_ARGV_TRUNCATED.rawValue) != 0 }
         public var isExecveat: Bool { flags & UInt32(EXECSNOOP_F_EXECVEAT.rawValue) != 0 }
+        public var isScript: Bool { flags & UInt32(EXECSNOOP_F_SCRIPT.rawValue) != 0 }
+
+        /// The arguments the caller passed after argv[0]. For a script the kernel's argv is
+        /// [interpreter, (its argument,) script, args...]: the caller's start after the script.
+        public var callerArguments: ArraySlice<[UInt8]> {
+            if isScript, let index = argv.indices.dropFirst().prefix(2).first(where: { argv[$0] == filename }) {
+                return argv[(index + 1)...]
+            }
+            return argv.dropFirst()
+        }
 
         /// Bytes before `args` (Swift does not import an array that large; args follows args_size).
         public static let headerSize = MemoryLayout<execsnoop_event>.offset(of: \execsnoop_event.args_size)! + 4
@@ -174,7 +184,7 @@ public enum ExecSnoop {
         /// bcc's ARGS: the filename, then argv[1...], at most maxArgs of them, " ..." when cut.
         public static func argsText(_ e: Event, quote: Bool, maxArgs: Int, escape: Bool) -> String {
             var words = [e.filename]
-            let rest = e.argv.dropFirst()
+            let rest = e.callerArguments
             words += rest.prefix(maxArgs)
             let cut = rest.count > maxArgs || e.argvTruncated
             let rendered = words.map { word -> String in
@@ -209,6 +219,7 @@ public enum ExecSnoop {
             j.add("filename", bytes: e.filename)
             j.add("argv", strings: e.argv.map { String(decoding: $0, as: UTF8.self) })
             j.add("argv_truncated", e.argvTruncated)
+            j.add("script", e.isScript)
             e.task.addPlace(to: &j)
             return j.line
         }

@@ -311,4 +311,30 @@ final class ExecSnoopTests: XCTestCase {
         XCTAssertGreaterThan(parsed?["lost_events"] as? Int ?? 0, 0, "no JSON lost-events record")
         tool.stop()
     }
+
+    func testScriptShowsTheCallersArguments() throws {
+        let script = FileManager.default.temporaryDirectory.appendingPathComponent(uniqueMarker("script")).path
+        XCTAssertTrue(FileManager.default.createFile(atPath: script, contents: Data("#!/bin/sh\ntrue\n".utf8),
+                                                     attributes: [.posixPermissions: 0o755]))
+        defer { unlink(script) }
+        let tool = try Tool(["execsnoop", "--json"])
+        let runner = try Runner()
+        waitUntilTracing(tool, via: runner)
+        let marker = uniqueMarker("arg")
+        runner.exec(marker, program: script)
+        let event = try XCTUnwrap(tool.waitForEvent(argv: marker))
+        XCTAssertEqual(event["script"] as? Bool, true)
+        XCTAssertEqual(event["filename"] as? String, script)
+        XCTAssertEqual(event["argv"] as? [String], ["/bin/sh", script, marker])
+        tool.stop()
+
+        let table = try Tool(["execsnoop"])
+        XCTAssertNotNil(table.stdout.wait(timeout: 30) { $0.hasPrefix("PCOMM") })
+        let second = uniqueMarker("arg")
+        runner.exec(second, program: script)
+        let line = try XCTUnwrap(table.stdout.wait(timeout: 20) { $0.contains(second) })
+        XCTAssertTrue(line.hasSuffix(" \(script) \(second)"), line)
+        XCTAssertFalse(line.contains("\(script) \(script)"), line)
+        table.stop()
+    }
 }

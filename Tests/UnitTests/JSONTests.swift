@@ -5,7 +5,7 @@ import XCTest
 
 final class JSONTests: XCTestCase {
     static let stableKeys = ["timestamp", "pid", "tid", "uid", "gid", "comm", "ppid", "ret", "errno", "syscall",
-                             "filename", "argv", "argv_truncated", "cgroup_id", "mntns_id"]
+                             "filename", "argv", "argv_truncated", "script", "cgroup_id", "mntns_id"]
 
     private func jsonLine(_ sample: ExecSample, _ arguments: [String] = []) throws -> String {
         let event = try XCTUnwrap(sample.event())

@@ -176,3 +176,21 @@ final class RenderingTests: XCTestCase {
         XCTAssertNotNil(try renderer(["-l", "line1\nline2"]).render(events[3]))
     }
 }
+
+final class ScriptArgumentsTests: XCTestCase {
+    /// A #! script's argv, as the kernel rebuilds it, is shown as the caller wrote it.
+    func testScriptShowsTheCallersArguments() {
+        var sample = ExecSample(comm: "hello.sh", filename: "/tmp/hello.sh", argv: ["/bin/sh", "/tmp/hello.sh", "one", "two"])
+        sample.flags = UInt32(EXECSNOOP_F_SCRIPT.rawValue)
+        let event = sample.event()!
+        XCTAssertEqual(ExecSnoop.Renderer.argsText(event, quote: false, maxArgs: 20, escape: true), "/tmp/hello.sh one two")
+
+        var withArgument = ExecSample(comm: "x", filename: "/tmp/x", argv: ["/usr/bin/env", "-S sh -e", "/tmp/x", "a"])
+        withArgument.flags = UInt32(EXECSNOOP_F_SCRIPT.rawValue)
+        XCTAssertEqual(ExecSnoop.Renderer.argsText(withArgument.event()!, quote: false, maxArgs: 20, escape: true), "/tmp/x a")
+
+        // Not a script: argv[1] equal to the filename is a real argument.
+        let binary = ExecSample(comm: "cat", filename: "/bin/cat", argv: ["cat", "/bin/cat"])
+        XCTAssertEqual(ExecSnoop.Renderer.argsText(binary.event()!, quote: false, maxArgs: 20, escape: true), "/bin/cat /bin/cat")
+    }
+}
