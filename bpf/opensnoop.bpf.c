@@ -62,6 +62,28 @@ static __always_inline bool flags_selected(__u64 flags)
 	return false;
 }
 
+/* -n: whether the current comm contains the configured name. */
+static __always_inline bool name_selected(void)
+{
+	char comm[BPFBOX_COMM_LEN] = {};
+	__u32 len = opensnoop_cfg.name_len, i, j;
+
+	if (!len)
+		return true;
+	bpf_get_current_comm(comm, sizeof(comm));
+	for (i = 0; i < BPFBOX_COMM_LEN; i++) {
+		if (i + len > BPFBOX_COMM_LEN - 1)
+			break;
+		for (j = 0; j < BPFBOX_COMM_LEN; j++) {
+			if (j >= len)
+				return true;
+			if (comm[(i + j) & (BPFBOX_COMM_LEN - 1)] != opensnoop_cfg.name[j])
+				break;
+		}
+	}
+	return false;
+}
+
 static __always_inline int enter_open(__s32 dfd, const char *path, __u64 flags, __u64 mode,
 				      __u64 resolve, __u32 syscall)
 {
@@ -73,7 +95,7 @@ static __always_inline int enter_open(__s32 dfd, const char *path, __u64 flags, 
 		return 0;
 	if (opensnoop_cfg.by_tid && tid != opensnoop_cfg.tid)
 		return 0;
-	if (!flags_selected(flags))
+	if (!flags_selected(flags) || !name_selected())
 		return 0;
 	args.path = path;
 	args.flags = flags;

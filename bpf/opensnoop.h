@@ -30,7 +30,8 @@ struct opensnoop_config {
 	__u8 full_path;             /* -F: resolve relative paths in the kernel */
 	__u8 accmodes;              /* -f: bit 0 O_RDONLY, bit 1 O_WRONLY, bit 2 O_RDWR */
 	__u32 nflags;               /* -f: how many flag_values are set */
-	__u32 pad;
+	__u32 name_len;             /* -n: length of name; 0 = any process */
+	char name[BPFBOX_COMM_LEN]; /* -n: keep processes whose comm contains this */
 	__u64 flag_values[OPENSNOOP_FLAG_FILTERS]; /* -f: an open matches when all bits of one are set */
 };
 

@@ -17,7 +17,7 @@ public enum OpenSnoop {
             OptionSpec("t", "tid", value: "TID", help: "trace this TID only"),
             OptionSpec("u", "uid", value: "UID", help: "trace this UID or user name only"),
             OptionSpec("d", "duration", value: "SECS", help: "total duration of the trace in seconds"),
-            OptionSpec("n", "name", value: "NAME", help: "only print process names containing NAME"),
+            OptionSpec("n", "name", value: "NAME", help: "only trace process names containing NAME (checked in the kernel)"),
             OptionSpec("e", "extended_fields", help: "show extended fields: FLAGS (octal) and MODE"),
             OptionSpec("f", "flag_filter", value: "FLAG", help: "only opens with this flag, e.g. O_WRONLY or O_CREAT (repeatable; any matches)"),
             OptionSpec("F", "full-path", help: "show the absolute path of relative names (resolved in the kernel)"),
@@ -84,6 +84,9 @@ public enum OpenSnoop {
                 duration = seconds
             }
             name = parsed.value("name")
+            if let name, name.isEmpty || name.utf8.count > Int(BPFBOX_COMM_LEN) - 1 {
+                throw UsageError("-n/--name: '\(name)' must be 1 to \(BPFBOX_COMM_LEN - 1) bytes (a process name is at most that long)")
+            }
             extended = parsed.has("extended_fields")
             for text in parsed.all("flag_filter") {
                 let upper = text.uppercased()
@@ -125,6 +128,12 @@ public enum OpenSnoop {
                 cfg.full_path = config.fullPath ? 1 : 0
                 cfg.accmodes = config.accessModes
                 cfg.nflags = UInt32(config.flagValues.count)
+                if let name = config.name {
+                    cfg.name_len = UInt32(name.utf8.count)
+                    withUnsafeMutableBytes(of: &cfg.name) { raw in
+                        for (i, byte) in name.utf8.enumerated() { raw[i] = byte }
+                    }
+                }
                 withUnsafeMutableBytes(of: &cfg.flag_values) { raw in
                     for (i, value) in config.flagValues.enumerated() {
                         raw.storeBytes(of: value, toByteOffset: i * 8, as: UInt64.self)
@@ -269,7 +278,6 @@ public enum OpenSnoop {
         }
 
         public func render(_ e: Event) -> String? {
-            if let name = config.name, !String(decoding: e.task.comm, as: UTF8.self).contains(name) { return nil }
             return config.tracing.json ? json(e) : table.row(e)
         }
 
