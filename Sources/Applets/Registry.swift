@@ -21,6 +21,10 @@ public enum Registry {
                spec: OpenSnoop.spec, main: OpenSnoop.main),
         Applet(name: "capable", summary: "trace capability checks", kind: .tracing,
                spec: Capable.spec, main: Capable.main),
+        Applet(name: "tcpconnect", summary: "trace active TCP connects", kind: .tracing,
+               spec: TcpConnect.spec, main: TcpConnect.main),
+        Applet(name: "tcptop", summary: "summarize TCP traffic by connection and process", kind: .tracing,
+               spec: TcpTop.spec, main: TcpTop.main),
         Applet(name: "install", summary: "install bpfbox, its applet links and man pages", kind: .support,
                spec: Install.spec, main: Install.main),
     ]

@@ -120,6 +120,31 @@ public final class Tracer {
         return 0
     }
 
+    /// For summary applets: calls `tick` every `interval` seconds, `count` times (nil: until
+    /// SIGINT/SIGTERM), and reports lost events after each.
+    public func runIntervals(applet: String, output: Output, json: Bool, interval: Double, count: Int?,
+                             tick: () throws -> Void) throws -> Int32 {
+        Signals.install()
+        var next = monotonicNow()
+        var done = 0
+        while !Signals.stopRequested && !output.closed {
+            next += UInt64(interval * 1e9)
+            while !Signals.stopRequested {
+                let now = monotonicNow()
+                if now >= next { break }
+                _ = poll(nil, 0, Int32(min((next - now) / 1_000_000 + 1, 200)))
+            }
+            if Signals.stopRequested { break }
+            try tick()
+            reportLost(applet: applet, output: output, json: json)
+            output.flush()
+            done += 1
+            if let count, done >= count { break }
+        }
+        output.flush()
+        return 0
+    }
+
     private func reportLost(applet: String, output: Output, json: Bool) {
         let lost = takeLost()
         guard lost > 0 else { return }

@@ -163,3 +163,58 @@ extension BPFMap {
         return values.withUnsafeMutableBytes { bpf_map_lookup_elem(fd, &key, $0.baseAddress) } == 0
     }
 }
+
+extension BPFMap {
+    /// Reads and removes every entry of a hash map: in batches where the kernel has them
+    /// (5.6+), else key by key. An update that lands after an entry was taken starts a new one,
+    /// so nothing is counted twice or lost between two drains.
+    public func drain<Key: BitwiseCopyable, Value: BitwiseCopyable>(_: Key.Type, _: Value.Type) -> [(Key, Value)] {
+        var result: [(Key, Value)] = []
+        let batch = 256
+        var keys = [Key](repeating: unsafe_zeroed(Key.self), count: batch)
+        var values = [Value](repeating: unsafe_zeroed(Value.self), count: batch)
+        var inBatch = UInt64(0), outBatch = UInt64(0)
+        var first = true
+        var opts = bpf_map_batch_opts()
+        opts.sz = MemoryLayout<bpf_map_batch_opts>.size
+        while true {
+            var count = UInt32(batch)
+            let fd = self.fd
+            let isFirst = first
+            errno = 0
+            let ret: Int32 = keys.withUnsafeMutableBytes { k in
+                values.withUnsafeMutableBytes { v in
+                    withUnsafeMutablePointer(to: &inBatch) { inPointer in
+                        bpf_map_lookup_and_delete_batch(fd, isFirst ? nil : UnsafeMutableRawPointer(inPointer), &outBatch,
+                                                        k.baseAddress, v.baseAddress, &count, &opts)
+                    }
+                }
+            }
+            let code: Int32 = ret < 0 ? (errno != 0 ? errno : -ret) : 0
+            if ret < 0 && code != ENOENT {
+                if first && (code == EINVAL || code == ENOTSUP || code == EOPNOTSUPP) { return drainByKey() }
+                break
+            }
+            for i in 0..<Int(count) { result.append((keys[i], values[i])) }
+            if code == ENOENT { break }
+            inBatch = outBatch
+            first = false
+        }
+        return result
+    }
+
+    private func drainByKey<Key: BitwiseCopyable, Value: BitwiseCopyable>() -> [(Key, Value)] {
+        var result: [(Key, Value)] = []
+        for key in keys(Key.self) {
+            var k = key
+            var value = unsafe_zeroed(Value.self)
+            if bpf_map_lookup_and_delete_elem(fd, &k, &value) == 0 {
+                result.append((key, value))
+            } else if let value: Value = lookup(key) {
+                _ = try? delete(key)
+                result.append((key, value))
+            }
+        }
+        return result
+    }
+}

@@ -11,6 +11,8 @@
 #include "../../../bpf/execsnoop.h"
 #include "../../../bpf/opensnoop.h"
 #include "../../../bpf/capable.h"
+#include "../../../bpf/tcpconnect.h"
+#include "../../../bpf/tcptop.h"
 
 /* Routes libbpf's log: verbose != 0 prints every line to stderr; otherwise warnings are kept
  * (the last few KiB) so that an error can point at them with --verbose. */

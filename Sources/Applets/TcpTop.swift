@@ -1,0 +1,239 @@
+@preconcurrency import Glibc
+import BPFKit
+import BPFObjects
+import BPFSupport
+import ContainerFilter
+
+/// tcptop: TCP traffic per connection and process, summarized every interval, as bcc's tcptop.
+public enum TcpTop {
+    public static let spec = CommandSpec(
+        name: "tcptop",
+        summary: "Summarize TCP send and receive throughput by host and process.",
+        positionals: [("interval", "output interval, in seconds (default 1)"), ("count", "number of outputs")],
+        options: [
+            OptionSpec("C", "noclear", help: "do not clear the screen"),
+            OptionSpec("S", "nosummary", help: "skip the system summary line"),
+            OptionSpec("p", "pid", value: "PID", help: "trace this PID only"),
+            OptionSpec("4", "ipv4", help: "trace IPv4 only"),
+            OptionSpec("6", "ipv6", help: "trace IPv6 only"),
+            OptionSpec("s", "sort", value: "KEY", help: "sort by all (default), sent or received"),
+            OptionSpec("r", "rows", value: "N", help: "rows to print per table (default 20)"),
+        ] + TracingOptions.specs,
+        examples: [
+            ("tcptop", "trace TCP send/recv by host, every second"),
+            ("tcptop -C", "don't clear the screen"),
+            ("tcptop -p 181", "only PID 181"),
+            ("tcptop -s sent -r 5", "the top 5 senders"),
+            ("tcptop 5 3", "three 5-second summaries"),
+            ("tcptop --json 1", "one JSON object per connection per second"),
+            ("tcptop --cgroupmap /sys/fs/bpf/set", "only cgroups in this map"),
+        ]
+    )
+
+    public enum SortKey: String, Sendable { case all, sent, received }
+
+    public struct Config {
+        public var interval: Double = 1
+        public var count: Int?
+        public var noClear = false
+        public var noSummary = false
+        public var pid: UInt32?
+        public var family: UInt16 = 0
+        public var sort = SortKey.all
+        public var rows = 20
+        public var tracing: TracingOptions
+
+        public init(_ parsed: ParsedOptions) throws(UsageError) {
+            let positionals = parsed.positionals
+            guard positionals.count <= 2 else { throw UsageError("unexpected argument '\(positionals[2])'") }
+            if let text = positionals.first {
+                guard let value = Double(text), value >= 0.1, value <= 86400 else {
+                    throw UsageError("interval: '\(text)' is not a number of seconds from 0.1 to 86400")
+                }
+                interval = value
+            }
+            if positionals.count == 2 { count = try ParseValue.positiveInt(positionals[1], option: "count") }
+            noClear = parsed.has("noclear")
+            noSummary = parsed.has("nosummary")
+            if let text = parsed.value("pid") { pid = try ParseValue.pid(text, option: "-p/--pid") }
+            if parsed.has("ipv4") && parsed.has("ipv6") { throw UsageError("-4 and -6 exclude each other (give neither for both)") }
+            family = parsed.has("ipv4") ? NetAddress.inet : parsed.has("ipv6") ? NetAddress.inet6 : 0
+            if let text = parsed.value("sort") {
+                guard let key = SortKey(rawValue: text) else { throw UsageError("-s/--sort: '\(text)' is not all, sent or received") }
+                sort = key
+            }
+            if let text = parsed.value("rows") { rows = try ParseValue.positiveInt(text, option: "-r/--rows") }
+            tracing = try TracingOptions(parsed)
+        }
+    }
+
+    public static func main(_ arguments: [String]) -> Int32 {
+        runTracingApplet("tcptop", spec: spec, arguments: arguments) { parsed in
+            let config = try Config(parsed)
+            let filter = TaskFilter(pid: config.pid, cgroupMapPath: config.tracing.cgroupMap,
+                                    mntnsMapPath: config.tracing.mntnsMap)
+            var options = config.tracing
+            if options.ringBufferBytes == nil { options.ringBufferBytes = 4096 } // no events: counts only
+            let tracer = try Tracer(.tcptop, filter: filter, options: options) { object in
+                var cfg = tcptop_config()
+                cfg.family = config.family
+                try object.setConstant("tcptop_cfg", cfg)
+                for program in object.programs where program.tracepoint?.category == "sock" {
+                    if let tp = program.tracepoint, !Mounts.hasTracepoint(tp.category, tp.name) {
+                        throw RuntimeFailure("this kernel has no sock/\(tp.name) tracepoint (it appeared in Linux 6.12); tcptop cannot run on this kernel yet")
+                    }
+                }
+            }
+            let traffic = try tracer.object.map("traffic").opened()
+            let output = Output()
+            let renderer = Renderer(config: config, clock: tracer)
+            if !config.tracing.json {
+                output.line("Tracing... Output every \(formatInterval(config.interval)) secs. Hit Ctrl-C to end")
+                output.flush()
+            }
+            return try tracer.runIntervals(applet: "tcptop", output: output, json: config.tracing.json,
+                                           interval: config.interval, count: config.count) {
+                let rows = traffic.drain(tcptop_key.self, tcptop_value.self).map(Row.init)
+                for line in renderer.render(rows, clear: output.isTerminal && !config.noClear) { output.line(line) }
+            }
+        }
+    }
+
+    static func formatInterval(_ value: Double) -> String {
+        value == value.rounded() ? String(Int(value)) : formatFixed(value, decimals: 1)
+    }
+
+    /// One connection of one process in one interval.
+    public struct Row: Equatable {
+        public var pid: UInt32
+        public var comm: [UInt8]
+        public var family: UInt16
+        public var laddr: [UInt8]
+        public var lport: UInt16
+        public var raddr: [UInt8]
+        public var rport: UInt16
+        public var sent: UInt64
+        public var received: UInt64
+        public var cgroupID: UInt64
+
+        public init(pid: UInt32, comm: [UInt8], family: UInt16, laddr: [UInt8], lport: UInt16, raddr: [UInt8],
+                    rport: UInt16, sent: UInt64, received: UInt64, cgroupID: UInt64 = 0) {
+            self.pid = pid
+            self.comm = comm
+            self.family = family
+            self.laddr = laddr
+            self.lport = lport
+            self.raddr = raddr
+            self.rport = rport
+            self.sent = sent
+            self.received = received
+            self.cgroupID = cgroupID
+        }
+
+        init(_ entry: (tcptop_key, tcptop_value)) {
+            let (key, value) = entry
+            pid = key.pid
+            family = key.family
+            laddr = withUnsafeBytes(of: key.saddr) { Array($0) }
+            raddr = withUnsafeBytes(of: key.daddr) { Array($0) }
+            lport = key.lport
+            rport = key.dport
+            cgroupID = key.cgroup_id
+            sent = value.sent
+            received = value.received
+            comm = withUnsafeBytes(of: value.comm) { Array($0.prefix { $0 != 0 }) }
+        }
+
+        public var ipVersion: Int { NetAddress.version(family: family, bytes: raddr) }
+    }
+
+    public struct Renderer {
+        public let config: Config
+        let clock: EventClock?
+
+        public init(config: Config, clock: EventClock?) {
+            self.config = config
+            self.clock = clock
+        }
+
+        func table(local: String, remote: String, width: Int) -> Table<Row> {
+            Table([
+                Column("PID", width: 7) { String($0.pid) },
+                Column("COMM", width: 12) { Escape.terminal($0.comm.prefix(12)) },
+                Column(local, width: width) { NetAddress.endpoint(family: $0.family, bytes: $0.laddr, port: $0.lport) },
+                Column(remote, width: width) { NetAddress.endpoint(family: $0.family, bytes: $0.raddr, port: $0.rport) },
+                Column("RX_KB", width: 6, .right) { String($0.received / 1024) },
+                Column("TX_KB", width: 6, .right) { String($0.sent / 1024) },
+            ])
+        }
+
+        func sorted(_ rows: [Row]) -> [Row] {
+            rows.sorted { a, b in
+                switch config.sort {
+                case .all: return (a.sent + a.received, a.pid) > (b.sent + b.received, b.pid)
+                case .sent: return (a.sent, a.pid) > (b.sent, b.pid)
+                case .received: return (a.received, a.pid) > (b.received, b.pid)
+                }
+            }
+        }
+
+        /// The lines of one interval: JSON objects, or the summary and the two tables.
+        public func render(_ rows: [Row], clear: Bool, now: Int64? = nil) -> [String] {
+            let wall = now ?? wallNow()
+            let ordered = sorted(rows)
+            if config.tracing.json {
+                let time = TimeText.iso8601(wallNs: wall)
+                return ordered.prefix(config.rows * 2).map { row in
+                    var j = JSONLine()
+                    j.add("time", time)
+                    j.add("interval", config.interval)
+                    j.add("pid", row.pid)
+                    j.add("comm", bytes: row.comm)
+                    j.add("ip", row.ipVersion)
+                    j.add("laddr", NetAddress.text(family: row.family, bytes: row.laddr))
+                    j.add("lport", row.lport)
+                    j.add("raddr", NetAddress.text(family: row.family, bytes: row.raddr))
+                    j.add("rport", row.rport)
+                    j.add("rx_bytes", row.received)
+                    j.add("tx_bytes", row.sent)
+                    j.add("cgroup_id", row.cgroupID)
+                    return j.line
+                }
+            }
+            var lines: [String] = []
+            if clear { lines.append("\u{1B}[H\u{1B}[2J") }
+            if !config.noSummary {
+                lines.append(TimeText.clock(wallNs: wall) + " loadavg: " + loadAverage())
+            }
+            let v4 = ordered.filter { $0.ipVersion == 4 }.prefix(config.rows)
+            let v6 = ordered.filter { $0.ipVersion == 6 }.prefix(config.rows)
+            if config.family != NetAddress.inet6 {
+                let table = table(local: "LADDR", remote: "RADDR", width: 21)
+                lines.append("")
+                lines.append(table.header)
+                lines += v4.map(table.row)
+            }
+            if config.family != NetAddress.inet && (!v6.isEmpty || config.family == NetAddress.inet6) {
+                let table = table(local: "LADDR6", remote: "RADDR6", width: 32)
+                lines.append("")
+                lines.append(table.header)
+                lines += v6.map(table.row)
+            }
+            return lines
+        }
+
+        func loadAverage() -> String {
+            guard let file = fopen("/proc/loadavg", "r") else { return "?" }
+            defer { fclose(file) }
+            var line = [CChar](repeating: 0, count: 128)
+            guard fgets(&line, Int32(line.count), file) != nil else { return "?" }
+            return String(decoding: line.prefix { $0 != 0 && $0 != 10 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        }
+
+        func wallNow() -> Int64 {
+            var ts = timespec()
+            clock_gettime(CLOCK_REALTIME, &ts)
+            return Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
+        }
+    }
+}
