@@ -51,7 +51,7 @@ let package = Package(
             name: "bpfbox",
             dependencies: ["Applets"],
             path: "Sources/bpfbox",
-            // A release binary carries the Swift runtime: it needs only glibc and the C libraries,
+            // A release binary carries the Swift runtime: it needs only the system's C and C++ libraries,
             // starts faster and maps less (docs/performance.md).
             linkerSettings: [.unsafeFlags(["-static-stdlib"], .when(configuration: .release))]
         ),

@@ -13,6 +13,7 @@
 
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
+#include <bpf/bpf_tracing.h>
 #include "common.bpf.h"
 #include "filter.h"
 
@@ -40,27 +41,30 @@ struct {
 	__type(value, __u8);
 } traced_tgids SEC(".maps");
 
-/* The follow programs are loaded only when by_tree is set (user space turns autoload off). */
-SEC("tp/sched/sched_process_fork")
-int bpfbox_follow_fork(struct trace_event_raw_sched_process_fork *ctx)
+/*
+ * The follow programs are loaded only when by_tree is set (user space turns autoload off).
+ * BTF tracepoints: the fork hook sees the child task, so a new thread (already in the tree by
+ * its tgid) is not added; the exit hook sees the task, so a process leaves the tree only when
+ * its last thread exits (a thread's exec, which ends the old leader, keeps it in).
+ */
+SEC("tp_btf/sched_process_fork")
+int BPF_PROG(bpfbox_follow_fork, struct task_struct *parent, struct task_struct *child)
 {
-	__u32 parent = bpf_get_current_pid_tgid() >> 32;
-	__u32 child = ctx->child_pid;
+	__u32 parent_tgid = BPF_CORE_READ(parent, tgid);
+	__u32 child_tgid = BPF_CORE_READ(child, tgid);
 	__u8 one = 1;
 
-	if (bpf_map_lookup_elem(&traced_tgids, &parent))
-		bpf_map_update_elem(&traced_tgids, &child, &one, BPF_ANY);
+	if (child_tgid != parent_tgid && bpf_map_lookup_elem(&traced_tgids, &parent_tgid))
+		bpf_map_update_elem(&traced_tgids, &child_tgid, &one, BPF_ANY);
 	return 0;
 }
 
-/* A process that exits leaves the tree, so that its pid, once reused, is not followed. */
-SEC("tp/sched/sched_process_exit")
-int bpfbox_follow_exit(void *ctx)
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(bpfbox_follow_exit, struct task_struct *task)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	__u32 tgid = id >> 32;
+	__u32 tgid = BPF_CORE_READ(task, tgid);
 
-	if ((__u32)id == tgid)
+	if (BPF_CORE_READ(task, signal, live.counter) == 0)
 		bpf_map_delete_elem(&traced_tgids, &tgid);
 	return 0;
 }

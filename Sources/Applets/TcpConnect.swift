@@ -88,7 +88,9 @@ public enum TcpConnect {
             let output = Output()
             let renderer = Renderer(config: config, clock: tracer)
             var counts: [CountKey: Int] = [:]
-            if !config.tracing.json && !config.count { output.line(renderer.table.header) }
+            if !config.tracing.json {
+                output.line(config.count ? "Tracing connects... Hit Ctrl-C to end" : renderer.table.header)
+            }
             output.flush()
             try tracer.onEvent { raw in
                 guard let event = Event(raw) else { return }

@@ -183,7 +183,7 @@ public enum TcpTop {
             let ordered = sorted(rows)
             if config.tracing.json {
                 let time = TimeText.iso8601(wallNs: wall)
-                return ordered.prefix(config.rows * 2).map { row in
+                return ordered.prefix(config.rows).map { row in
                     var j = JSONLine()
                     j.add("time", time)
                     j.add("interval", config.interval)

@@ -365,3 +365,55 @@ func barrier(_ tool: Tool, via runner: Runner, file: StaticString = #filePath, l
     runner.exec("/nonexistent/" + marker, program: "/bin/cat")
     XCTAssertNotNil(tool.stdout.wait(timeout: 20, { $0.contains(marker) }), "barrier event not shown", file: file, line: line)
 }
+
+/// A TCP listener of the test process (the kernel completes handshakes into its backlog).
+final class Listener {
+    let fd: Int32
+    let port: UInt16
+
+    init(_ address: String, listen: Bool = true) throws {
+        let v6 = address.contains(":")
+        let fd = socket(v6 ? AF_INET6 : AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        self.fd = fd
+        var storage = sockaddr_storage()
+        var length: socklen_t
+        if v6 {
+            var a = sockaddr_in6()
+            a.sin6_family = sa_family_t(AF_INET6)
+            inet_pton(AF_INET6, address, &a.sin6_addr)
+            withUnsafeBytes(of: a) { raw in withUnsafeMutableBytes(of: &storage) { $0.copyMemory(from: raw) } }
+            length = socklen_t(MemoryLayout<sockaddr_in6>.size)
+        } else {
+            var a = sockaddr_in()
+            a.sin_family = sa_family_t(AF_INET)
+            inet_pton(AF_INET, address, &a.sin_addr)
+            withUnsafeBytes(of: a) { raw in withUnsafeMutableBytes(of: &storage) { $0.copyMemory(from: raw) } }
+            length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        }
+        let bound = withUnsafePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) }
+        }
+        guard bound == 0, !listen || Glibc.listen(fd, 128) == 0 else {
+            close(fd)
+            throw TestError("cannot listen on \(address)")
+        }
+        var actual = sockaddr_storage()
+        var actualLength = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        _ = withUnsafeMutablePointer(to: &actual) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &actualLength) }
+        }
+        port = withUnsafeBytes(of: actual) { raw in UInt16(raw[2]) << 8 | UInt16(raw[3]) }
+    }
+
+    deinit { close(fd) }
+}
+
+/// Parses one JSON line.
+func jsonObject(_ line: String) -> [String: Any]? {
+    (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any]
+}
+
+/// "lport N" and similar lines printed by testhelper.
+func helperValue(_ lines: [String], _ name: String) -> Int? {
+    lines.first { $0.hasPrefix(name + " ") }.flatMap { Int($0.dropFirst(name.count + 1)) }
+}

@@ -4,6 +4,12 @@
 //   testhelper openat DIR NAME              openat(open(DIR, O_PATH|O_DIRECTORY), NAME, O_RDONLY)
 //   testhelper rawsock [N]                  socket(AF_INET, SOCK_RAW, IPPROTO_ICMP) N times: needs CAP_NET_RAW
 //   testhelper chown PATH                   chown(PATH, 65534, 65534): needs CAP_CHOWN
+//   testhelper connect ADDR PORT            TCP connect; prints "lport N" when established
+//   testhelper tcpio ADDR SEND RECV         listens on ADDR, connects to itself, the client sends
+//                                           SEND bytes and receives RECV bytes; prints "lport N"
+//                                           (client side) and "rport N" (the listener's port)
+//   testhelper tcpsession ADDR              the same pair, then for each line "SEND RECV" read from
+//                                           stdin moves the bytes and prints "moved"
 // Each prints "pid N" first, then "result R" (the call's return value, or -errno).
 #define _GNU_SOURCE
 #include <errno.h>
@@ -15,6 +21,7 @@
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+#include <arpa/inet.h>
 #include <linux/openat2.h>
 
 extern char **environ;
@@ -24,6 +31,113 @@ static int report(long ret)
 	printf("result %ld\n", ret < 0 ? -(long)errno : ret);
 	fflush(stdout);
 	return ret < 0 ? 1 : 0;
+}
+
+static int make_addr(const char *text, int port, struct sockaddr_storage *ss, socklen_t *len)
+{
+	struct sockaddr_in *in4 = (struct sockaddr_in *)ss;
+	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
+
+	memset(ss, 0, sizeof(*ss));
+	if (inet_pton(AF_INET, text, &in4->sin_addr) == 1) {
+		in4->sin_family = AF_INET;
+		in4->sin_port = htons(port);
+		*len = sizeof(*in4);
+		return AF_INET;
+	}
+	if (inet_pton(AF_INET6, text, &in6->sin6_addr) == 1) {
+		in6->sin6_family = AF_INET6;
+		in6->sin6_port = htons(port);
+		*len = sizeof(*in6);
+		return AF_INET6;
+	}
+	return -1;
+}
+
+static int local_port(int fd)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+
+	getsockname(fd, (struct sockaddr *)&ss, &len);
+	return ntohs(ss.ss_family == AF_INET ? ((struct sockaddr_in *)&ss)->sin_port
+					       : ((struct sockaddr_in6 *)&ss)->sin6_port);
+}
+
+static int do_connect(const char *addr, int port)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	int family = make_addr(addr, port, &ss, &len), fd;
+
+	if (family < 0)
+		return 2;
+	fd = socket(family, SOCK_STREAM, 0);
+	if (connect(fd, (struct sockaddr *)&ss, len) == 0) {
+		printf("lport %d\n", local_port(fd));
+		close(fd);
+		return report(0);
+	}
+	return report(-1);
+}
+
+static int move_bytes(int from, int to, long bytes)
+{
+	char buffer[65536];
+	long moved = 0;
+
+	memset(buffer, 'b', sizeof(buffer));
+	while (moved < bytes) {
+		long chunk = bytes - moved < (long)sizeof(buffer) ? bytes - moved : (long)sizeof(buffer);
+		ssize_t n = send(from, buffer, chunk, 0);
+
+		if (n <= 0)
+			return -1;
+		for (ssize_t got = 0; got < n;) {
+			ssize_t r = recv(to, buffer, n - got, 0);
+
+			if (r <= 0)
+				return -1;
+			got += r;
+		}
+		moved += n;
+	}
+	return 0;
+}
+
+static int do_tcpio(const char *addr, long send_bytes, long recv_bytes, int session)
+{
+	char line[128];
+	struct sockaddr_storage ss;
+	socklen_t len;
+	int family = make_addr(addr, 0, &ss, &len), listener, client, server;
+
+	if (family < 0)
+		return 2;
+	listener = socket(family, SOCK_STREAM, 0);
+	if (bind(listener, (struct sockaddr *)&ss, len) || listen(listener, 1))
+		return report(-1);
+	getsockname(listener, (struct sockaddr *)&ss, &len);
+	client = socket(family, SOCK_STREAM, 0);
+	if (connect(client, (struct sockaddr *)&ss, len))
+		return report(-1);
+	server = accept(listener, NULL, NULL);
+	printf("lport %d\nrport %d\n", local_port(client), local_port(listener));
+	fflush(stdout);
+	if (move_bytes(client, server, send_bytes) || move_bytes(server, client, recv_bytes))
+		return report(-1);
+	while (session && fgets(line, sizeof(line), stdin)) {
+		if (sscanf(line, "%ld %ld", &send_bytes, &recv_bytes) != 2)
+			break;
+		if (move_bytes(client, server, send_bytes) || move_bytes(server, client, recv_bytes))
+			return report(-1);
+		printf("moved\n");
+		fflush(stdout);
+	}
+	close(client);
+	close(server);
+	close(listener);
+	return report(0);
 }
 
 int main(int argc, char **argv)
@@ -71,6 +185,12 @@ int main(int argc, char **argv)
 		}
 		return report(fd);
 	}
+	if (!strcmp(argv[1], "connect") && argc == 4)
+		return do_connect(argv[2], atoi(argv[3]));
+	if (!strcmp(argv[1], "tcpio") && argc == 5)
+		return do_tcpio(argv[2], atol(argv[3]), atol(argv[4]), 0);
+	if (!strcmp(argv[1], "tcpsession") && argc == 3)
+		return do_tcpio(argv[2], 0, 0, 1);
 	if (!strcmp(argv[1], "chown") && argc == 3)
 		return report(chown(argv[2], 65534, 65534));
 	fprintf(stderr, "testhelper: bad arguments\n");
