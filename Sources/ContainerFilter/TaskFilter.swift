@@ -27,13 +27,19 @@ public enum FilterMapKind: Sendable {
     }
 
     /// Opens the map pinned at `path` and checks that it has this layout.
-    public func openPinned(_ path: String) throws(FilterError) -> BPFMap {
-        let label = "\(option) \(path)"
+    public func openPinned(_ given: String) throws(FilterError) -> BPFMap {
+        let label = "\(option) \(given)"
+        var path = given
+        while path.count > 1 && path.hasSuffix("/") { path.removeLast() }
         var st = stat()
         if stat(path, &st) != 0 {
             let code = errno
             if code == ENOENT {
                 let dir = parentDirectory(path)
+                var dirStat = stat()
+                if stat(dir, &dirStat) != 0 {
+                    throw FilterError("\(label): no such map, and its directory \(dir) does not exist; create one with: mkdir -p \(dir) && \(createCommand(path))")
+                }
                 if !Mounts.isOnBPFFS(dir) {
                     throw FilterError("\(label): no such map, and \(dir) is not on a BPF filesystem; pin maps under /sys/fs/bpf (mount -t bpf bpf /sys/fs/bpf if it is not mounted), e.g. \(createCommand("/sys/fs/bpf/NAME"))")
                 }
@@ -42,7 +48,8 @@ public enum FilterMapKind: Sendable {
             throw FilterError("\(label): \(BPFError.errnoText(code))")
         }
         if (st.st_mode & S_IFMT) == S_IFDIR {
-            throw FilterError("\(label): is a directory, not a pinned map; give the map's path, e.g. \(createCommand(path + "/NAME"))")
+            let example = Mounts.isOnBPFFS(path) ? path + "/NAME" : "/sys/fs/bpf/NAME"
+            throw FilterError("\(label): is a directory, not a pinned map; give the map's path, e.g. \(createCommand(example))")
         }
         guard Mounts.isOnBPFFS(path) else {
             throw FilterError("\(label): not on a BPF filesystem (bpffs); pin the map under /sys/fs/bpf, e.g. \(createCommand("/sys/fs/bpf/NAME"))")
@@ -51,7 +58,7 @@ public enum FilterMapKind: Sendable {
         do {
             map = try BPFMap.openPinned(path)
         } catch {
-            throw FilterError("\(label): not a pinned BPF object (\(BPFError.errnoText(error.errno))); expected a map with \(layout)")
+            throw FilterError("\(label): not a pinned BPF object (the kernel says: \(BPFError.errnoText(error.errno))); expected a map with \(layout)")
         }
         let info: MapInfo
         do {
@@ -67,6 +74,10 @@ public enum FilterMapKind: Sendable {
             throw FilterError("\(label): map has key size \(info.keySize), expected \(keySize) (\(keyMeaning)); remove it (rm \(path)) and recreate it with: \(createCommand(path))")
         }
         guard info.valueSize == valueSize else {
+            let other: FilterMapKind = self == .cgroup ? .mntns : .cgroup
+            if info.valueSize == other.valueSize {
+                throw FilterError("\(label): map has value size \(info.valueSize), expected \(valueSize) (\(valueMeaning)); it has the \(other.option) layout: give it to \(other.option), or make a \(option) map with: \(createCommand("/sys/fs/bpf/NAME"))")
+            }
             throw FilterError("\(label): map has value size \(info.valueSize), expected \(valueSize) (\(valueMeaning)); remove it (rm \(path)) and recreate it with: \(createCommand(path))")
         }
         return map
