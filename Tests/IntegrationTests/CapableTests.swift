@@ -192,6 +192,31 @@ final class CapableTests: XCTestCase {
         tool.stop()
     }
 
+    func testKernelStack() throws {
+        let tool = try Tool(["capable", "--json", "-K"])
+        let runner = try Runner()
+        sync(tool, runner)
+        let pid = helper(runner, ["rawsock"])
+        let event = try XCTUnwrap(waitForEvent(tool, pid: pid, cap: Self.netRaw))
+        let stack = try XCTUnwrap(event["kernel_stack"] as? [String])
+        XCTAssertTrue(stack.first?.hasPrefix("cap_capable") ?? false, "\(stack)")
+        XCTAssertTrue(stack.contains { $0.contains("sock_create") || $0.contains("inet_create") }, "\(stack)")
+        tool.stop()
+    }
+
+    func testMountNamespaceMap() throws {
+        let map = try PinnedMap.mntnsMap()
+        let inside = try Runner(wrapper: ["/usr/bin/unshare", "-m"]), outside = try Runner()
+        try map.add(try XCTUnwrap(mountNamespace(of: inside.pid)), valueSize: 4)
+        let tool = try Tool(["capable", "--json", "--mntnsmap", map.path])
+        sync(tool, inside)
+        let out = helper(outside, ["rawsock"])
+        let inPID = helper(inside, ["rawsock"])
+        XCTAssertNotNil(waitForEvent(tool, pid: inPID, cap: Self.netRaw))
+        XCTAssertTrue(events(tool, pid: out, cap: Self.netRaw).isEmpty, "a check outside the namespace was shown")
+        tool.stop()
+    }
+
     func testBadUniqueValue() throws {
         let result = try runCommand(bpfboxPath, ["capable", "--unique=thread"])
         XCTAssertEqual(result.status, 2)

@@ -130,4 +130,23 @@ final class ErrorTests: XCTestCase {
         let help = try runCommand(prefix + "/bin/execsnoop", ["--help"])
         XCTAssertEqual(help.status, 0)
     }
+
+    /// The filter maps are checked by the shared filter for every tracing applet, before load.
+    func testEveryTracingAppletChecksItsFilterMaps() throws {
+        try requireRoot()
+        let wrong = try PinnedMap(keySize: 4, valueSize: 8)
+        let missing = "/sys/fs/bpf/" + uniqueMarker("missing")
+        for applet in ["execsnoop", "opensnoop", "capable", "tcpconnect", "tcptop"] {
+            let keyResult = try runCommand(bpfboxPath, [applet, "--cgroupmap", wrong.path])
+            XCTAssertEqual(keyResult.status, 1, "\(applet): \(keyResult.stderr)")
+            XCTAssertEqual(keyResult.stderrLines, ["\(applet): --cgroupmap \(wrong.path): map has key size 4, expected 8 (u64 cgroup id); remove it (rm \(wrong.path)) and recreate it with: bpftool map create \(wrong.path) type hash key 8 value 8 entries 1024 name cgroupset"])
+            let missingResult = try runCommand(bpfboxPath, [applet, "--mntnsmap", missing])
+            XCTAssertEqual(missingResult.status, 1, "\(applet): \(missingResult.stderr)")
+            XCTAssertEqual(missingResult.stderrLines.count, 1)
+            XCTAssertTrue(missingResult.stderr.contains("no map is pinned there"), missingResult.stderr)
+            let usage = try runCommand(bpfboxPath, [applet, "--no-such-option"])
+            XCTAssertEqual(usage.status, 2)
+            XCTAssertEqual(usage.stderrLines.last, "\(applet): error: unrecognized option '--no-such-option'")
+        }
+    }
 }

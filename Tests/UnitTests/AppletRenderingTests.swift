@@ -1,0 +1,123 @@
+import Applets
+import BPFSupport
+import Foundation
+import XCTest
+
+/// Golden headers, rows and JSON of the applets besides execsnoop, from hand-made events.
+final class AppletRenderingTests: XCTestCase {
+    private func parse(_ spec: CommandSpec, _ arguments: [String]) throws -> ParsedOptions {
+        try spec.parse(arguments)
+    }
+
+    private let task = TaskInfo(timestampNs: 12_345_678_901_234, cgroupID: 4_294_967_297, mntnsID: 4_026_531_841,
+                                pid: 4242, tid: 4243, uid: 1000, gid: 100, comm: Array("worker".utf8))
+
+    private func assertValidJSON(_ line: String, file: StaticString = #filePath, line number: UInt = #line) {
+        XCTAssertNotNil(try? JSONSerialization.jsonObject(with: Data(line.utf8)), "not JSON: \(line)", file: file, line: number)
+    }
+
+    // MARK: opensnoop
+
+    func testOpenSnoop() throws {
+        let opened = OpenSnoop.Event(task: task, ret: 3, flags: 0o2000000, path: Array("/etc/passwd".utf8))
+        let failed = OpenSnoop.Event(task: task, ret: -2, flags: 0o101, mode: 0o644, syscall: 2,
+                                     path: Array("missing\u{1B}[2J".utf8))
+        let relative = OpenSnoop.Event(task: task, ret: 4, path: Array("data/x".utf8),
+                                       directory: [Array("srv".utf8), Array("app".utf8)])
+        var text = ""
+        for arguments in [[], ["-T", "-U", "-e"], ["-t", "4243"]] {
+            let renderer = OpenSnoop.Renderer(config: try OpenSnoop.Config(parse(OpenSnoop.spec, arguments)), clock: nil)
+            text += "# opensnoop \(arguments.joined(separator: " "))\n" + renderer.table.header + "\n"
+            for e in [opened, failed, relative] { text += renderer.render(e)! + "\n" }
+        }
+        let json = OpenSnoop.Renderer(config: try OpenSnoop.Config(parse(OpenSnoop.spec, ["--json"])), clock: nil)
+        for e in [opened, failed, relative] {
+            let line = json.render(e)!
+            assertValidJSON(line)
+            text += line + "\n"
+        }
+        assertSnapshot(text, named: "opensnoop")
+        XCTAssertEqual(String(decoding: relative.displayPath, as: UTF8.self), "/srv/app/data/x")
+        XCTAssertEqual(OpenSnoop.flagList(0o2000101), ["O_WRONLY", "O_CLOEXEC", "O_CREAT"])
+    }
+
+    // MARK: capable
+
+    func testCapable() throws {
+        let allowed = Capable.Event(task: task, cap: 13, ret: 0, euid: 0, userns: 4_026_531_837)
+        let denied = Capable.Event(task: task, cap: 0, ret: -1, euid: 1000, userns: 4_026_531_837)
+        let future = Capable.Event(task: task, cap: 41, ret: 0)
+        var text = ""
+        for arguments in [[], ["-x"]] {
+            let renderer = Capable.Renderer(config: try Capable.Config(parse(Capable.spec, arguments)), clock: nil)
+            text += "# capable \(arguments.joined(separator: " "))\n" + renderer.table.header + "\n"
+            for e in [allowed, denied, future] { text += renderer.render(e).joined(separator: "\n") + "\n" }
+        }
+        let json = Capable.Renderer(config: try Capable.Config(parse(Capable.spec, ["--json"])), clock: nil)
+        for e in [allowed, denied] {
+            let line = json.render(e)[0]
+            assertValidJSON(line)
+            text += line + "\n"
+        }
+        assertSnapshot(text, named: "capable")
+        XCTAssertEqual(Capable.name(40), "CAP_CHECKPOINT_RESTORE")
+        XCTAssertEqual(Capable.name(41), "CAP_41")
+        XCTAssertEqual(Capable.name(-1), "CAP_-1")
+    }
+
+    // MARK: tcpconnect
+
+    func testTcpConnect() throws {
+        let v4 = TcpConnect.Event(task: task, family: 2, saddr: [127, 0, 0, 1] + Array(repeating: 0, count: 12),
+                                  daddr: [10, 1, 2, 3] + Array(repeating: 0, count: 12), sport: 51234, dport: 443,
+                                  latencyNs: 1_234_567)
+        let mapped = TcpConnect.Event(task: task, family: 10, saddr: Array(repeating: 0, count: 10) + [255, 255, 127, 0, 0, 1],
+                                      daddr: Array(repeating: 0, count: 10) + [255, 255, 127, 0, 0, 1],
+                                      sport: 40000, dport: 8080, outcome: 1, error: 111, latencyNs: 42_000)
+        let v6 = TcpConnect.Event(task: task, family: 10, saddr: Array(repeating: 0, count: 15) + [1],
+                                  daddr: [0x20, 0x01, 0x0d, 0xb8] + Array(repeating: 0, count: 11) + [7],
+                                  sport: 33333, dport: 22, outcome: 2, error: 110, latencyNs: 3_000_000_000)
+        var text = ""
+        for arguments in [[], ["-t", "-U", "-L"], ["--latency"]] {
+            let renderer = TcpConnect.Renderer(config: try TcpConnect.Config(parse(TcpConnect.spec, arguments)), clock: nil)
+            text += "# tcpconnect \(arguments.joined(separator: " "))\n" + renderer.table.header + "\n"
+            for e in [v4, mapped, v6] { text += renderer.table.row(e) + "\n" }
+        }
+        let json = TcpConnect.Renderer(config: try TcpConnect.Config(parse(TcpConnect.spec, ["--json"])), clock: nil)
+        for e in [v4, mapped, v6] {
+            let line = json.json(e)
+            assertValidJSON(line)
+            text += line + "\n"
+        }
+        assertSnapshot(text, named: "tcpconnect")
+    }
+
+    // MARK: tcptop
+
+    func testTcpTop() throws {
+        let rows = [
+            TcpTop.Row(pid: 10, comm: Array("nginx".utf8), family: 2, laddr: [127, 0, 0, 1] + Array(repeating: 0, count: 12),
+                       lport: 80, raddr: [127, 0, 0, 1] + Array(repeating: 0, count: 12), rport: 50000,
+                       sent: 10 * 1024 * 1024, received: 2048, cgroupID: 7),
+            TcpTop.Row(pid: 11, comm: Array("curl".utf8), family: 2, laddr: [127, 0, 0, 1] + Array(repeating: 0, count: 12),
+                       lport: 50000, raddr: [127, 0, 0, 1] + Array(repeating: 0, count: 12), rport: 80,
+                       sent: 2048, received: 10 * 1024 * 1024, cgroupID: 7),
+            TcpTop.Row(pid: 12, comm: Array("sshd".utf8), family: 10, laddr: Array(repeating: 0, count: 15) + [1], lport: 22,
+                       raddr: Array(repeating: 0, count: 15) + [1], rport: 60000, sent: 4096, received: 1024),
+        ]
+        var text = ""
+        for arguments in [["-S"], ["-S", "-s", "received", "-r", "1"], ["-S", "-4"]] {
+            let renderer = TcpTop.Renderer(config: try TcpTop.Config(parse(TcpTop.spec, arguments)), clock: nil)
+            text += "# tcptop \(arguments.joined(separator: " "))\n"
+            text += renderer.render(rows, clear: false, now: 0).joined(separator: "\n") + "\n"
+        }
+        let json = TcpTop.Renderer(config: try TcpTop.Config(parse(TcpTop.spec, ["--json"])), clock: nil)
+        for line in json.render(rows, clear: false, now: 0) {
+            assertValidJSON(line)
+            text += line + "\n"
+        }
+        assertSnapshot(text, named: "tcptop")
+        let cleared = TcpTop.Renderer(config: try TcpTop.Config(parse(TcpTop.spec, [])), clock: nil)
+        XCTAssertEqual(cleared.render([], clear: true, now: 0).first, "\u{1B}[H\u{1B}[2J")
+    }
+}
