@@ -91,15 +91,9 @@ public enum Capable {
                 }
             }
             let stacks = config.kernelStack || config.userStack ? try tracer.object.map("stacks").opened() : nil
-            let output = Output()
             let renderer = Renderer(config: config, clock: tracer, stacks: stacks)
-            if !config.tracing.json { output.line(renderer.table.header) }
-            output.flush()
-            try tracer.onEvent { raw in
-                guard let event = Event(raw) else { return }
-                for line in renderer.render(event) { output.line(line) }
-            }
-            return try tracer.run(applet: "capable", output: output, json: config.tracing.json)
+            return try tracer.stream(applet: "capable", json: config.tracing.json, header: renderer.table.header,
+                                     decode: Event.init, render: renderer.render)
         }
     }
 

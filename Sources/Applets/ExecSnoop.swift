@@ -79,21 +79,11 @@ public enum ExecSnoop {
                 cfg.include_failed = config.fails ? 1 : 0
                 try object.setConstant("execsnoop_cfg", cfg)
                 // execveat is recent on some architectures: trace it where the kernel has it.
-                for program in object.programs where program.name.hasSuffix("execveat") {
-                    if let tp = program.tracepoint, !Mounts.hasTracepoint(tp.category, tp.name) {
-                        program.autoload = false
-                    }
-                }
+                object.skipMissingTracepoints { $0.name.hasSuffix("execveat") }
             }
-            let output = Output()
-            let renderer = Renderer(config: config, tracer: tracer)
-            if !config.tracing.json { output.line(renderer.table.header) }
-            output.flush()
-            try tracer.onEvent { raw in
-                guard let event = Event(raw) else { return }
-                if let line = renderer.render(event) { output.line(line) }
-            }
-            return try tracer.run(applet: "execsnoop", output: output, json: config.tracing.json)
+            let renderer = Renderer(config: config, clock: tracer)
+            return try tracer.stream(applet: "execsnoop", json: config.tracing.json, header: renderer.table.header,
+                                     decode: Event.init) { renderer.render($0).map { [$0] } ?? [] }
         }
     }
 
@@ -160,15 +150,15 @@ public enum ExecSnoop {
     /// Columns and JSON of execsnoop; one specification for header and rows.
     public struct Renderer {
         public let config: Config
-        let tracer: Tracer?
+        let clock: EventClock?
         public let table: Table<Event>
 
-        public init(config: Config, tracer: Tracer?) {
+        public init(config: Config, clock: EventClock?) {
             self.config = config
-            self.tracer = tracer
+            self.clock = clock
             var columns: [Column<Event>] = []
-            if config.time { columns.append(TaskColumns.clock(tracer) { $0.task }) }
-            if config.timestamp { columns.append(TaskColumns.seconds(tracer) { $0.task }) }
+            if config.time { columns.append(TaskColumns.clock(clock) { $0.task }) }
+            if config.timestamp { columns.append(TaskColumns.seconds(clock) { $0.task }) }
             if config.printUID { columns.append(TaskColumns.uid { $0.task }) }
             let quote = config.quote, maxArgs = config.maxArgs
             columns += [
@@ -211,7 +201,7 @@ public enum ExecSnoop {
 
         public func json(_ e: Event) -> String {
             var j = JSONLine()
-            e.task.addIdentity(to: &j, clock: tracer)
+            e.task.addIdentity(to: &j, clock: clock)
             j.add("ppid", e.ppid)
             j.add("ret", e.retval)
             j.add("errno", ErrnoName.of(e.retval))

@@ -141,23 +141,12 @@ public enum OpenSnoop {
                 }
                 try object.setConstant("opensnoop_cfg", cfg)
                 // open(2) and creat(2) do not exist on every architecture: trace what the kernel has.
-                for program in object.programs {
-                    if let tp = program.tracepoint, tp.category == "syscalls", !Mounts.hasTracepoint(tp.category, tp.name) {
-                        program.autoload = false
-                    }
-                }
+                object.skipMissingTracepoints { $0.tracepoint?.category == "syscalls" }
             }
-            let output = Output()
             let renderer = Renderer(config: config, clock: tracer)
-            if !config.tracing.json { output.line(renderer.table.header) }
-            output.flush()
-            try tracer.onEvent { raw in
-                guard let event = Event(raw) else { return }
-                if let line = renderer.render(event) { output.line(line) }
-            }
-            held?.release()
-            return try tracer.run(applet: "opensnoop", output: output, json: config.tracing.json,
-                                  duration: config.duration, until: { held?.exited ?? false })
+            return try tracer.stream(applet: "opensnoop", json: config.tracing.json, header: renderer.table.header,
+                                     duration: config.duration, before: { held?.release() },
+                                     until: { held?.exited ?? false }, decode: Event.init) { renderer.render($0).map { [$0] } ?? [] }
         }
     }
 

@@ -86,6 +86,24 @@ public final class Tracer {
         ring = try RingBuffer(map: try object.map("events").opened(), handler: handler)
     }
 
+    /// The usual run of an event applet: the header (table mode), then every sample decoded by
+    /// `decode` and turned into lines by `render` (none when a user-space filter drops it),
+    /// until SIGINT/SIGTERM, `duration` or `finished`.
+    public func stream<Event>(applet: String, json: Bool, header: String, duration: Double? = nil,
+                              before: () -> Void = {}, until finished: () -> Bool = { false },
+                              decode: @escaping (UnsafeRawBufferPointer) -> Event?,
+                              render: @escaping (Event) -> [String]) throws -> Int32 {
+        let output = Output()
+        if !json { output.line(header) }
+        output.flush()
+        try onEvent { raw in
+            guard let event = decode(raw) else { return }
+            for line in render(event) { output.line(line) }
+        }
+        before()
+        return try run(applet: applet, output: output, json: json, duration: duration, until: finished)
+    }
+
     /// Events the kernel side could not send since the last call.
     public func takeLost() -> UInt64 {
         guard let lostMap else { return 0 }

@@ -118,6 +118,16 @@ public final class BPFObject {
         return BPFProgram(object: self, handle: ptr)
     }
 
+    /// Turns off the programs of classic tracepoints this kernel lacks, among those `optional`
+    /// accepts (a syscall missing on an architecture, say). Others stay on and fail clearly.
+    public func skipMissingTracepoints(where optional: (BPFProgram) -> Bool) {
+        for program in programs where program.autoload && optional(program) {
+            if let tp = program.tracepoint, !Mounts.hasTracepoint(tp.category, tp.name) {
+                program.autoload = false
+            }
+        }
+    }
+
     // MARK: load and attach
 
     public func load() throws(BPFError) {

@@ -40,7 +40,7 @@ func sampleEvents() -> [ExecSnoop.Event] {
 }
 
 func renderer(_ arguments: [String]) throws -> ExecSnoop.Renderer {
-    ExecSnoop.Renderer(config: try execsnoopConfig(arguments), tracer: nil)
+    ExecSnoop.Renderer(config: try execsnoopConfig(arguments), clock: nil)
 }
 
 /// The header and the rows of `events`, as execsnoop prints them.
