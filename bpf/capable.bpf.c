@@ -18,7 +18,7 @@ const volatile struct capable_config capable_cfg = {};
 struct unique_key {
 	__u64 owner;            /* tgid or cgroup id */
 	__s32 cap;
-	__u32 pad;
+	__s32 ret;              /* a deny is not hidden by an earlier allow */
 };
 
 struct {
@@ -53,6 +53,7 @@ int cap_capable(struct trace_event_raw_cap_capable *ctx)
 		key.owner = capable_cfg.unique == CAPABLE_UNIQUE_CGROUP ? bpf_get_current_cgroup_id()
 									 : bpf_get_current_pid_tgid() >> 32;
 		key.cap = ctx->cap;
+		key.ret = ctx->ret;
 		if (bpf_map_lookup_elem(&seen, &key))
 			return 0;
 		bpf_map_update_elem(&seen, &key, &one, BPF_ANY);

@@ -9,8 +9,8 @@
 
 enum capable_unique {
 	CAPABLE_UNIQUE_NONE = 0,
-	CAPABLE_UNIQUE_PROCESS = 1,   /* one event per capability per process */
-	CAPABLE_UNIQUE_CGROUP = 2,    /* one event per capability per cgroup */
+	CAPABLE_UNIQUE_PROCESS = 1,   /* one event per capability and verdict per process */
+	CAPABLE_UNIQUE_CGROUP = 2,    /* one event per capability and verdict per cgroup */
 };
 
 struct capable_config {

@@ -86,7 +86,8 @@ public enum Capable {
                 cfg.user_stack = config.userStack ? 1 : 0
                 try object.setConstant("capable_cfg", cfg)
                 if config.kernelStack || config.userStack { try object.map("stacks").setMaxEntries(16384) }
-                if !Mounts.hasTracepoint("capability", "cap_capable") {
+                if config.unique == 0 { try object.map("seen").setMaxEntries(1) }
+                if try !Mounts.hasTracepoint("capability", "cap_capable") {
                     throw RuntimeFailure("this kernel has no capability/cap_capable tracepoint (kernels up to 6.12 lack it); capable cannot run on this kernel yet")
                 }
             }
@@ -139,21 +140,23 @@ public enum Capable {
         let clock: EventClock?
         let stacks: BPFMap?
         public let table: Table<Event>
-        private lazy var kernelSymbols = KernelSymbols()
+        private let kernelSymbols: KernelSymbols?
         private let userSymbols = UserSymbols()
 
         public init(config: Config, clock: EventClock?, stacks: BPFMap? = nil) {
             self.config = config
             self.clock = clock
             self.stacks = stacks
+            // Read before the first event: symbolizing must not delay the first lines.
+            kernelSymbols = config.kernelStack ? KernelSymbols() : nil
             var columns: [Column<Event>] = [
                 TaskColumns.clock(clock) { $0.task },
                 Column("UID", width: 6) { String($0.euid) },
-                Column("PID", width: 7) { String($0.task.pid) },
-                Column("TID", width: 7) { String($0.task.tid) },
+                Column("PID", width: 6) { String($0.task.pid) },
+                Column("TID", width: 6) { String($0.task.tid) },
                 TaskColumns.comm { $0.task },
                 Column("CAP", width: 4, .right) { String($0.cap) },
-                Column("NAME", width: 22) { Capable.name($0.cap) },
+                Column("NAME", width: 20) { Capable.name($0.cap) },
             ]
             if config.extra {
                 columns.append(Column("VERDICT", width: 7) { $0.allowed ? "allow" : "deny" })
@@ -193,7 +196,7 @@ public enum Capable {
             var addresses = [UInt64](repeating: 0, count: Int(CAPABLE_STACK_DEPTH))
             guard stacks.lookup(UInt32(id), into: &addresses) else { return ["[stack lost]"] }
             let used = Array(addresses.prefix { $0 != 0 })
-            if kernel { return used.map { kernelSymbols.symbolize($0) } }
+            if kernel, let kernelSymbols { return used.map { kernelSymbols.symbolize($0) } }
             return userSymbols.symbolize(used, pid: pid)
         }
     }

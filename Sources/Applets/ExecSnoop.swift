@@ -79,7 +79,7 @@ public enum ExecSnoop {
                 cfg.include_failed = config.fails ? 1 : 0
                 try object.setConstant("execsnoop_cfg", cfg)
                 // execveat is recent on some architectures: trace it where the kernel has it.
-                object.skipMissingTracepoints { $0.name.hasSuffix("execveat") }
+                try object.skipMissingTracepoints { $0.name.hasSuffix("execveat") }
             }
             let renderer = Renderer(config: config, clock: tracer)
             return try tracer.stream(applet: "execsnoop", json: config.tracing.json, header: renderer.table.header,

@@ -9,6 +9,9 @@ final class HeldCommand {
 
     init(_ argv: [String]) throws {
         guard let program = argv.first else { throw UsageError("--exec needs a command") }
+        guard HeldCommand.resolve(program) != nil else {
+            throw RuntimeFailure("--exec \(program): no such command (not an executable file, nor one on the PATH)")
+        }
         var fds: [Int32] = [0, 0]
         guard pipe(&fds) == 0 else { throw RuntimeFailure("pipe: \(String(cString: strerror(errno)))") }
         _ = fcntl(fds[0], F_SETFD, FD_CLOEXEC)
@@ -38,6 +41,18 @@ final class HeldCommand {
         close(fds[0])
         pid = child
         gate = fds[1]
+    }
+
+    /// The file execvp would run for `program`, or nil.
+    static func resolve(_ program: String) -> String? {
+        if program.contains("/") { return access(program, X_OK) == 0 ? program : nil }
+        let path = getenv("PATH").map { String(cString: $0) } ?? "/usr/local/bin:/usr/bin:/bin"
+        for dir in path.split(separator: ":") {
+            let candidate = "\(dir)/\(program)"
+            var st = stat()
+            if stat(candidate, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG, access(candidate, X_OK) == 0 { return candidate }
+        }
+        return nil
     }
 
     /// Lets the command run.

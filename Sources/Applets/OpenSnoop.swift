@@ -141,7 +141,7 @@ public enum OpenSnoop {
                 }
                 try object.setConstant("opensnoop_cfg", cfg)
                 // open(2) and creat(2) do not exist on every architecture: trace what the kernel has.
-                object.skipMissingTracepoints { $0.tracepoint?.category == "syscalls" }
+                try object.skipMissingTracepoints { $0.tracepoint?.category == "syscalls" }
             }
             let renderer = Renderer(config: config, clock: tracer)
             return try tracer.stream(applet: "opensnoop", json: config.tracing.json, header: renderer.table.header,

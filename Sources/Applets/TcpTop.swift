@@ -79,7 +79,7 @@ public enum TcpTop {
                 cfg.family = config.family
                 try object.setConstant("tcptop_cfg", cfg)
                 for program in object.programs where program.tracepoint?.category == "sock" {
-                    if let tp = program.tracepoint, !Mounts.hasTracepoint(tp.category, tp.name) {
+                    if let tp = program.tracepoint, try !Mounts.hasTracepoint(tp.category, tp.name) {
                         throw RuntimeFailure("this kernel has no sock/\(tp.name) tracepoint (it appeared in Linux 6.12); tcptop cannot run on this kernel yet")
                     }
                 }

@@ -120,9 +120,9 @@ public final class BPFObject {
 
     /// Turns off the programs of classic tracepoints this kernel lacks, among those `optional`
     /// accepts (a syscall missing on an architecture, say). Others stay on and fail clearly.
-    public func skipMissingTracepoints(where optional: (BPFProgram) -> Bool) {
+    public func skipMissingTracepoints(where optional: (BPFProgram) -> Bool) throws(BPFError) {
         for program in programs where program.autoload && optional(program) {
-            if let tp = program.tracepoint, !Mounts.hasTracepoint(tp.category, tp.name) {
+            if let tp = program.tracepoint, try !Mounts.hasTracepoint(tp.category, tp.name) {
                 program.autoload = false
             }
         }

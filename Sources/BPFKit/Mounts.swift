@@ -40,10 +40,14 @@ public enum Mounts {
         }
     }
 
-    /// Whether the kernel has the classic tracepoint category/name (mounts tracefs if needed).
-    public static func hasTracepoint(_ category: String, _ name: String) -> Bool {
-        try? ensureTracefs()
-        guard let root = tracefs else { return false }
+    /// Whether the kernel has the classic tracepoint category/name. Mounts tracefs if needed;
+    /// without tracefs the question has no answer, and that is an error, not a "no".
+    public static func hasTracepoint(_ category: String, _ name: String) throws(BPFError) -> Bool {
+        try ensureTracefs()
+        guard let root = tracefs else {
+            throw BPFError(operation: "find tracefs", errno: ENOENT,
+                           remedy: "mount it: mount -t tracefs tracefs /sys/kernel/tracing")
+        }
         return access("\(root)/events/\(category)/\(name)", F_OK) == 0
     }
 }

@@ -87,7 +87,7 @@ final class CapableTests: XCTestCase {
     func testTableRow() throws {
         let tool = try Tool(["capable", "-x"])
         let header = try XCTUnwrap(tool.stdout.wait(timeout: 30) { $0.hasPrefix("TIME") })
-        XCTAssertEqual(header, "TIME     UID    PID     TID     COMM              CAP NAME                   VERDICT USERNS")
+        XCTAssertEqual(header, "TIME     UID    PID    TID    COMM              CAP NAME                 VERDICT USERNS")
         let runner = try Runner()
         var row: String?
         for _ in 0..<100 where row == nil {
