@@ -84,7 +84,8 @@ int inet_sock_set_state(struct trace_event_raw_inet_sock_set_state *ctx)
 		attempt.family = family;
 		attempt.dport = ctx->dport;
 		copy_addresses(&attempt, ctx);
-		bpf_map_update_elem(&attempts, &sk, &attempt, BPF_ANY);
+		if (bpf_map_update_elem(&attempts, &sk, &attempt, BPF_ANY))
+			bpfbox_count_lost(); /* too many connects in flight */
 		return 0;
 	}
 	if (oldstate != TCP_SYN_SENT)

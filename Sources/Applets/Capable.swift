@@ -14,7 +14,7 @@ public enum Capable {
             OptionSpec("x", "extra", help: "show an extra USERNS column (the user namespace checked)"),
             OptionSpec("K", "kernel-stack", help: "show the kernel stack of each check"),
             OptionSpec("U", "user-stack", help: "show the user stack of each check"),
-            OptionSpec(nil, "unique", value: "cgroup", help: "show each capability once per process (or once per cgroup with --unique=cgroup)",
+            OptionSpec(nil, "unique", value: "cgroup", help: "show each capability and verdict once per process (or per cgroup with --unique=cgroup)",
                        optionalValue: true),
         ] + TracingOptions.specs.map { option in
             option.long == "verbose"
@@ -79,6 +79,8 @@ public enum Capable {
             let config = try Config(parsed)
             let filter = TaskFilter(pid: config.pid, cgroupMapPath: config.tracing.cgroupMap,
                                     mntnsMapPath: config.tracing.mntnsMap)
+            // Read before attaching: the first checks must not wait for it.
+            let kernelSymbols = config.kernelStack ? KernelSymbols() : nil
             let tracer = try Tracer(.capable, filter: filter, options: config.tracing) { object in
                 var cfg = capable_config()
                 cfg.unique = config.unique
@@ -92,7 +94,7 @@ public enum Capable {
                 }
             }
             let stacks = config.kernelStack || config.userStack ? try tracer.object.map("stacks").opened() : nil
-            let renderer = Renderer(config: config, clock: tracer, stacks: stacks)
+            let renderer = Renderer(config: config, clock: tracer, stacks: stacks, kernelSymbols: kernelSymbols)
             return try tracer.stream(applet: "capable", json: config.tracing.json, header: renderer.table.header,
                                      decode: Event.init, render: renderer.render)
         }
@@ -141,14 +143,17 @@ public enum Capable {
         let stacks: BPFMap?
         public let table: Table<Event>
         private let kernelSymbols: KernelSymbols?
+
+        public convenience init(config: Config, clock: EventClock?) {
+            self.init(config: config, clock: clock, stacks: nil, kernelSymbols: nil)
+        }
         private let userSymbols = UserSymbols()
 
-        public init(config: Config, clock: EventClock?, stacks: BPFMap? = nil) {
+        init(config: Config, clock: EventClock?, stacks: BPFMap?, kernelSymbols: KernelSymbols?) {
             self.config = config
             self.clock = clock
             self.stacks = stacks
-            // Read before the first event: symbolizing must not delay the first lines.
-            kernelSymbols = config.kernelStack ? KernelSymbols() : nil
+            self.kernelSymbols = kernelSymbols
             var columns: [Column<Event>] = [
                 TaskColumns.clock(clock) { $0.task },
                 Column("UID", width: 6) { String($0.euid) },

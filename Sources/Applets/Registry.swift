@@ -25,6 +25,8 @@ public enum Registry {
                spec: TcpConnect.spec, main: TcpConnect.main),
         Applet(name: "tcptop", summary: "summarize TCP traffic by connection and process", kind: .tracing,
                spec: TcpTop.spec, main: TcpTop.main),
+        Applet(name: "skbcount", summary: "count packets and bytes per cgroup", kind: .tracing,
+               spec: SkbCount.spec, main: SkbCount.main),
         Applet(name: "install", summary: "install bpfbox, its applet links and man pages", kind: .support,
                spec: Install.spec, main: Install.main),
     ]

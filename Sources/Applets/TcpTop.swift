@@ -84,6 +84,7 @@ public enum TcpTop {
                     }
                 }
             }
+            tracer.lostExplanation = "its connection table is full (10240 connections); a narrower filter (-p, -4/-6, a cgroup map) helps"
             let traffic = try tracer.object.map("traffic").opened()
             let output = Output()
             let renderer = Renderer(config: config, clock: tracer)

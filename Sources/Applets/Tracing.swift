@@ -50,11 +50,13 @@ public final class Tracer {
     private let lostMap: BPFMap?
     private var lostReported: UInt64 = 0
     public let startMonotonicNs: UInt64
+    /// What a lost event means for this applet, and what helps (said with the count).
+    public var lostExplanation = "ring buffer full; a larger --ringbuf-kb or a narrower filter helps"
     public let realtimeOffsetNs: Int64
 
     /// Opens `embedded`, applies the task filter (pinned maps checked before anything is loaded),
     /// lets `configure` set the applet's constants, then loads and attaches.
-    public init(_ embedded: EmbeddedObject, filter: TaskFilter, options: TracingOptions,
+    public init(_ embedded: EmbeddedObject, filter: TaskFilter, options: TracingOptions, attach: Bool = true,
                 configure: (BPFObject) throws -> Void) throws {
         if let problem = Privileges.tracingProblem() {
             throw RuntimeFailure("\(problem): tracing needs root, or CAP_BPF with CAP_PERFMON; run it with sudo")
@@ -72,7 +74,7 @@ public final class Tracer {
         try configure(object)
         try object.load()
         try opened.seed(object)
-        links = try object.attachAll()
+        if attach { links = try object.attachAll() }
         lostMap = try? object.map("lost_events").opened()
         var mono = timespec(), real = timespec()
         clock_gettime(CLOCK_MONOTONIC, &mono)
@@ -80,6 +82,9 @@ public final class Tracer {
         startMonotonicNs = UInt64(mono.tv_sec) * 1_000_000_000 + UInt64(mono.tv_nsec)
         realtimeOffsetNs = (Int64(real.tv_sec) - Int64(mono.tv_sec)) * 1_000_000_000 + Int64(real.tv_nsec) - Int64(mono.tv_nsec)
     }
+
+    /// Keeps `link` attached as long as the tracer lives.
+    public func keep(_ link: BPFLink) { links.append(link) }
 
     /// Starts consuming the `events` ring; `handler` sees each sample (valid during the call).
     public func onEvent(_ handler: @escaping (UnsafeRawBufferPointer) -> Void) throws {
@@ -166,7 +171,7 @@ public final class Tracer {
     private func reportLost(applet: String, output: Output, json: Bool) {
         let lost = takeLost()
         guard lost > 0 else { return }
-        printError("\(applet): \(lost) events lost (ring buffer full; \(lostReported) in all); a larger --ringbuf-kb or a narrower filter helps")
+        printError("\(applet): \(lost) events lost (\(lostReported) in all): \(lostExplanation)")
         if json {
             var line = JSONLine()
             line.add("lost_events", lost)

@@ -171,6 +171,17 @@ public struct BPFProgram {
         return (String(parts[1]), String(parts[2]))
     }
 
+    /// Attaches a cgroup program (cgroup_skb, sock_ops ...) to the cgroup open at `cgroupFD`,
+    /// through a BPF link: it detaches when the link is released or the process dies, and it
+    /// runs beside programs others attached.
+    public func attach(cgroupFD: Int32, cgroup: String) throws(BPFError) -> BPFLink {
+        let handle = self.handle
+        let link = try libbpfPointer("bpf_program__attach_cgroup", subject: "\(name) (\(cgroup))") {
+            bpf_program__attach_cgroup(handle, cgroupFD)
+        }
+        return BPFLink(handle: link, object: object)
+    }
+
     public func attach() throws(BPFError) -> BPFLink {
         let handle = self.handle
         let where_ = tracepoint.map { "tracepoint \($0.category)/\($0.name)" } ?? section

@@ -83,3 +83,38 @@ func readFile(_ path: String) -> String? {
     }
     return String(decoding: data, as: UTF8.self)
 }
+
+extension CgroupV2 {
+    /// Every cgroup under the cgroup2 mount: id -> path relative to the mount ("/" for the root).
+    public static func tree(mount: String) -> [UInt64: String] {
+        var result: [UInt64: String] = [:]
+        func walk(_ relative: String, depth: Int) {
+            let full = relative == "/" ? mount : mount + relative
+            var st = stat()
+            guard stat(full, &st) == 0 else { return }
+            result[UInt64(st.st_ino)] = relative
+            guard depth < 64, let dir = opendir(full) else { return }
+            defer { closedir(dir) }
+            while let entry = readdir(dir) {
+                guard entry.pointee.d_type == DT_DIR else { continue }
+                let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                    String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+                }
+                if name == "." || name == ".." { continue }
+                walk(relative == "/" ? "/" + name : relative + "/" + name, depth: depth + 1)
+            }
+        }
+        walk("/", depth: 0)
+        return result
+    }
+
+    /// The path of a cgroup2 directory relative to the mount.
+    public static func relativePath(_ path: String, mount: String) -> String? {
+        guard let resolved = realpath(path, nil) else { return nil }
+        defer { free(resolved) }
+        let full = String(cString: resolved)
+        if full == mount { return "/" }
+        guard full.hasPrefix(mount + "/") else { return nil }
+        return String(full.dropFirst(mount.count))
+    }
+}

@@ -37,10 +37,10 @@ public enum FilterMapKind: Sendable {
             if code == ENOENT {
                 let dir = parentDirectory(path)
                 var dirStat = stat()
-                if stat(dir, &dirStat) != 0 {
+                if stat(dir, &dirStat) != 0, dir.hasPrefix("/sys/fs/bpf/") {
                     throw FilterError("\(label): no such map, and its directory \(dir) does not exist; create one with: mkdir -p \(dir) && \(createCommand(path))")
                 }
-                if !Mounts.isOnBPFFS(dir) {
+                if stat(dir, &dirStat) != 0 || !Mounts.isOnBPFFS(dir) {
                     throw FilterError("\(label): no such map, and \(dir) is not on a BPF filesystem; pin maps under /sys/fs/bpf (mount -t bpf bpf /sys/fs/bpf if it is not mounted), e.g. \(createCommand("/sys/fs/bpf/NAME"))")
                 }
                 throw FilterError("\(label): no map is pinned there; create one with: \(createCommand(path))")

@@ -13,6 +13,7 @@
 #include "../../../bpf/capable.h"
 #include "../../../bpf/tcpconnect.h"
 #include "../../../bpf/tcptop.h"
+#include "../../../bpf/skbcount.h"
 
 /* Routes libbpf's log: verbose != 0 prints every line to stderr; otherwise warnings are kept
  * (the last few KiB) so that an error can point at them with --verbose. */

@@ -3,6 +3,9 @@
 //   testhelper openat2 PATH                 openat2(AT_FDCWD, PATH, {O_RDONLY}) and close
 //   testhelper openat DIR NAME              openat(open(DIR, O_PATH|O_DIRECTORY), NAME, O_RDONLY)
 //   testhelper rawsock [N]                  socket(AF_INET, SOCK_RAW, IPPROTO_ICMP) N times: needs CAP_NET_RAW
+//   testhelper udp RECVCG SENDCG COUNT SIZE a receiving UDP socket made in cgroup RECVCG and a sending
+//                                           one made in SENDCG (cgroup-v2 directories; "-": where
+//                                           it runs): COUNT datagrams of SIZE bytes between them
 //   testhelper chown PATH                   chown(PATH, 65534, 65534): needs CAP_CHOWN
 //   testhelper connect ADDR PORT            TCP connect; prints "lport N" when established
 //   testhelper tcpio ADDR SEND RECV         listens on ADDR, connects to itself, the client sends
@@ -140,6 +143,46 @@ static int do_tcpio(const char *addr, long send_bytes, long recv_bytes, int sess
 	return report(0);
 }
 
+static int join_cgroup(const char *dir)
+{
+	char path[4096];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/cgroup.procs", dir);
+	f = fopen(path, "w");
+	if (!f)
+		return -1;
+	fprintf(f, "%d\n", getpid());
+	return fclose(f);
+}
+
+static int do_udp(const char *recv_cgroup, const char *send_cgroup, int count, int size)
+{
+	struct sockaddr_in addr = { .sin_family = AF_INET };
+	socklen_t len = sizeof(addr);
+	char buffer[65536];
+	int rx, tx;
+
+	/* A socket belongs to the cgroup its creator was in when it was made. */
+	if (size > (int)sizeof(buffer) || (strcmp(send_cgroup, "-") && join_cgroup(send_cgroup)))
+		return report(-1);
+	tx = socket(AF_INET, SOCK_DGRAM, 0);
+	if (join_cgroup(recv_cgroup))
+		return report(-1);
+	rx = socket(AF_INET, SOCK_DGRAM, 0);
+	addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (bind(rx, (struct sockaddr *)&addr, sizeof(addr)) || getsockname(rx, (struct sockaddr *)&addr, &len))
+		return report(-1);
+	memset(buffer, 'u', size);
+	for (int i = 0; i < count; i++) {
+		if (sendto(tx, buffer, size, 0, (struct sockaddr *)&addr, sizeof(addr)) != size)
+			return report(-1);
+		if (recv(rx, buffer, sizeof(buffer), 0) != size)
+			return report(-1);
+	}
+	return report(0);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
@@ -191,6 +234,8 @@ int main(int argc, char **argv)
 		return do_tcpio(argv[2], atol(argv[3]), atol(argv[4]), 0);
 	if (!strcmp(argv[1], "tcpsession") && argc == 3)
 		return do_tcpio(argv[2], 0, 0, 1);
+	if (!strcmp(argv[1], "udp") && argc == 6)
+		return do_udp(argv[2], argv[3], atoi(argv[4]), atoi(argv[5]));
 	if (!strcmp(argv[1], "chown") && argc == 3)
 		return report(chown(argv[2], 65534, 65534));
 	fprintf(stderr, "testhelper: bad arguments\n");

@@ -1,0 +1,267 @@
+@preconcurrency import Glibc
+import BPFKit
+import BPFObjects
+import BPFSupport
+import ContainerFilter
+
+/// skbcount: packets and bytes per cgroup, counted by cgroup_skb programs.
+public enum SkbCount {
+    public static let spec = CommandSpec(
+        name: "skbcount",
+        summary: "Count packets and bytes per cgroup (IP layer, ingress and egress).",
+        positionals: [("interval", "output interval, in seconds (default 1)"), ("count", "number of outputs")],
+        options: [
+            OptionSpec("c", "cgroup", value: "PATH", help: "count this cgroup-v2 directory and its descendants (repeatable)"),
+            OptionSpec(nil, "subtree", help: "a row per descendant cgroup instead of one per selected cgroup"),
+            OptionSpec(nil, "cumulative", help: "show totals since start instead of per-interval counts"),
+            OptionSpec("C", "noclear", help: "do not clear the screen"),
+            OptionSpec("S", "nosummary", help: "skip the summary line"),
+            OptionSpec(nil, "run", value: "CMD", help: "run CMD ARGS... in a new cgroup, count its traffic, print the totals when it ends"),
+        ] + TracingOptions.specs.filter { $0.long != "ringbuf-kb" },
+        examples: [
+            ("skbcount", "every cgroup, every second"),
+            ("skbcount -c /sys/fs/cgroup/system.slice 5", "one cgroup and its children, every 5 s"),
+            ("skbcount -c /sys/fs/cgroup/kubepods --subtree", "a row per pod and container"),
+            ("skbcount --cgroupmap /sys/fs/bpf/set", "only the cgroups in this map"),
+            ("skbcount --run curl -s example.org", "the traffic of one command"),
+            ("skbcount --json 1 3", "three one-second samples as JSON"),
+        ],
+        stopAfter: ["run"]
+    )
+
+    public struct Config {
+        public var interval: Double = 1
+        public var count: Int?
+        public var cgroups: [String] = []
+        public var subtree = false
+        public var cumulative = false
+        public var noClear = false
+        public var noSummary = false
+        public var command: [String] = []
+        public var tracing: TracingOptions
+
+        public init(_ parsed: ParsedOptions) throws(UsageError) {
+            if parsed.has("mntnsmap") {
+                throw UsageError("--mntnsmap does not apply to packets (a received packet has no task, hence no mount namespace); select cgroups with -c or --cgroupmap")
+            }
+            var positionals = parsed.positionals
+            if let program = parsed.value("run") {
+                command = [program] + positionals
+                positionals = []
+            }
+            guard positionals.count <= 2 else { throw UsageError("unexpected argument '\(positionals[2])'") }
+            if let text = positionals.first {
+                guard let value = Double(text), value >= 0.1, value <= 86400 else {
+                    throw UsageError("interval: '\(text)' is not a number of seconds from 0.1 to 86400")
+                }
+                interval = value
+            }
+            if positionals.count == 2 { count = try ParseValue.positiveInt(positionals[1], option: "count") }
+            cgroups = parsed.all("cgroup")
+            subtree = parsed.has("subtree")
+            cumulative = parsed.has("cumulative")
+            noClear = parsed.has("noclear")
+            noSummary = parsed.has("nosummary")
+            tracing = try TracingOptions(parsed)
+            if !command.isEmpty && (!cgroups.isEmpty || tracing.cgroupMap != nil) {
+                throw UsageError("--run makes its own cgroup: it cannot be combined with -c or --cgroupmap")
+            }
+            if !cgroups.isEmpty && tracing.cgroupMap != nil {
+                throw UsageError("-c and --cgroupmap exclude each other")
+            }
+        }
+    }
+
+    /// A cgroup selected with -c (or made by --run).
+    struct Selected {
+        let path: String      // relative to the cgroup2 mount
+        let id: UInt64
+    }
+
+    public struct Row: Equatable {
+        public var cgroup: String
+        public var rxPackets: UInt64 = 0
+        public var rxBytes: UInt64 = 0
+        public var txPackets: UInt64 = 0
+        public var txBytes: UInt64 = 0
+        public var total: UInt64 { rxBytes + txBytes }
+
+        public init(cgroup: String, rxPackets: UInt64 = 0, rxBytes: UInt64 = 0, txPackets: UInt64 = 0, txBytes: UInt64 = 0) {
+            self.cgroup = cgroup
+            self.rxPackets = rxPackets
+            self.rxBytes = rxBytes
+            self.txPackets = txPackets
+            self.txBytes = txBytes
+        }
+
+        mutating func add(_ v: skbcount_value) {
+            rxPackets += v.rx_packets
+            rxBytes += v.rx_bytes
+            txPackets += v.tx_packets
+            txBytes += v.tx_bytes
+        }
+    }
+
+    public static func main(_ arguments: [String]) -> Int32 {
+        runTracingApplet("skbcount", spec: spec, arguments: arguments) { parsed in
+            let config = try Config(parsed)
+            guard let mount = CgroupV2.mountPoint() else {
+                throw RuntimeFailure("no cgroup2 file system is mounted; mount one: mount -t cgroup2 none /sys/fs/cgroup/unified")
+            }
+            // What to attach to: the -c cgroups (the outermost ones), a new cgroup for --run, or the root.
+            var selected: [Selected] = []
+            var runCgroup: String?
+            if !config.command.isEmpty {
+                let path = "/bpfbox-run-\(getpid())"
+                guard mkdir(mount + path, 0o755) == 0 else {
+                    throw RuntimeFailure("cannot create the cgroup \(mount + path): \(String(cString: strerror(errno)))")
+                }
+                runCgroup = mount + path
+                selected = [Selected(path: path, id: try CgroupV2.id(ofDirectory: mount + path))]
+            } else {
+                for given in config.cgroups {
+                    var st = stat()
+                    guard stat(given, &st) == 0 else {
+                        throw RuntimeFailure("-c \(given): no such cgroup (\(String(cString: strerror(errno))))")
+                    }
+                    let id: UInt64
+                    do throws(FilterError) { id = try CgroupV2.id(ofDirectory: given) } catch { throw RuntimeFailure("-c \(error.description)") }
+                    guard let path = CgroupV2.relativePath(given, mount: mount) else {
+                        throw RuntimeFailure("-c \(given): not under the cgroup2 mount \(mount)")
+                    }
+                    selected.append(Selected(path: path, id: id))
+                }
+                if selected.isEmpty { selected = [Selected(path: "/", id: try CgroupV2.id(ofDirectory: mount))] }
+            }
+            defer { if let runCgroup { rmdir(runCgroup) } }
+            let outermost = selected.filter { candidate in
+                !selected.contains { other in other.path != candidate.path && isAncestor(other.path, of: candidate.path) }
+            }
+
+            let filter = TaskFilter(cgroupMapPath: config.tracing.cgroupMap)
+            var options = config.tracing
+            options.ringBufferBytes = 4096 // counts only: no events
+            let tracer = try Tracer(.skbcount, filter: filter, options: options, attach: false) { _ in }
+            let programs = [try tracer.object.program("skb_ingress"), try tracer.object.program("skb_egress")]
+            for cgroup in outermost {
+                let fd = open(mount + (cgroup.path == "/" ? "" : cgroup.path), O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+                guard fd >= 0 else { throw RuntimeFailure("cannot open the cgroup \(cgroup.path): \(String(cString: strerror(errno)))") }
+                defer { close(fd) }
+                for program in programs { tracer.keep(try program.attach(cgroupFD: fd, cgroup: mount + cgroup.path)) }
+            }
+            tracer.lostExplanation = "its cgroup table is full (16384 cgroups); select fewer cgroups"
+            let counts = try tracer.object.map("counts").opened()
+            let renderer = Renderer(config: config)
+            let output = Output()
+            var names = CgroupV2.tree(mount: mount)
+            var totals: [String: Row] = [:]
+
+            func sample() -> [Row] {
+                let drained = counts.drain(UInt64.self, skbcount_value.self)
+                if drained.contains(where: { names[$0.0] == nil }) { names = CgroupV2.tree(mount: mount) }
+                var rows: [String: Row] = [:]
+                for (id, value) in drained {
+                    let path = names[id] ?? "cgroup id \(id)"
+                    let key: String
+                    if config.subtree || config.tracing.cgroupMap != nil || config.cgroups.isEmpty && runCgroup == nil {
+                        key = path
+                    } else {
+                        // The innermost selected cgroup that holds the socket's cgroup.
+                        key = selected.filter { isAncestor($0.path, of: path) }.max { $0.path.count < $1.path.count }?.path ?? path
+                    }
+                    rows[key, default: Row(cgroup: key)].add(value)
+                }
+                for (key, row) in rows {
+                    var total = totals[key, default: Row(cgroup: key)]
+                    total.rxPackets += row.rxPackets
+                    total.rxBytes += row.rxBytes
+                    total.txPackets += row.txPackets
+                    total.txBytes += row.txBytes
+                    totals[key] = total
+                }
+                return config.cumulative ? Array(totals.values) : Array(rows.values)
+            }
+
+            if let command = config.command.first {
+                let held = try HeldCommand(config.command)
+                let procs = open(runCgroup! + "/cgroup.procs", O_WRONLY | O_CLOEXEC)
+                let pidText = Array("\(held.pid)\n".utf8)
+                guard procs >= 0, write(procs, pidText, pidText.count) == pidText.count else {
+                    throw RuntimeFailure("cannot move \(command) into \(runCgroup!): \(String(cString: strerror(errno)))")
+                }
+                close(procs)
+                held.release()
+                Signals.install()
+                while !held.exited && !Signals.stopRequested { _ = poll(nil, 0, 50) }
+                _ = sample()
+                var final = totals.values.first ?? Row(cgroup: selected[0].path)
+                final.cgroup = config.command.joined(separator: " ")
+                for line in renderer.render([final], clear: false, header: "Traffic of: " + Escape.terminal(final.cgroup)) {
+                    output.line(line)
+                }
+                output.flush()
+                return 0
+            }
+            if !config.tracing.json {
+                output.line("Tracing... Output every \(TcpTop.formatInterval(config.interval)) secs. Hit Ctrl-C to end")
+                output.flush()
+            }
+            return try tracer.runIntervals(applet: "skbcount", output: output, json: config.tracing.json,
+                                           interval: config.interval, count: config.count) {
+                for line in renderer.render(sample(), clear: output.isTerminal && !config.noClear) { output.line(line) }
+            }
+        }
+    }
+
+    static func isAncestor(_ ancestor: String, of path: String) -> Bool {
+        ancestor == "/" || path == ancestor || path.hasPrefix(ancestor + "/")
+    }
+
+    public struct Renderer {
+        public let config: Config
+        public let table: Table<Row>
+
+        public init(config: Config) {
+            self.config = config
+            table = Table([
+                Column("RX_PKTS", width: 9, .right) { String($0.rxPackets) },
+                Column("RX_KB", width: 9, .right) { String($0.rxBytes / 1024) },
+                Column("TX_PKTS", width: 9, .right) { String($0.txPackets) },
+                Column("TX_KB", width: 9, .right) { String($0.txBytes / 1024) },
+                Column("CGROUP", width: 0) { Escape.terminal($0.cgroup) },
+            ])
+        }
+
+        public func render(_ rows: [Row], clear: Bool, header: String? = nil, now: Int64? = nil) -> [String] {
+            let sorted = rows.sorted { ($0.total, $0.cgroup) > ($1.total, $1.cgroup) }
+            var wall = now ?? 0
+            if now == nil {
+                var ts = timespec()
+                clock_gettime(CLOCK_REALTIME, &ts)
+                wall = Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
+            }
+            if config.tracing.json {
+                let time = TimeText.iso8601(wallNs: wall)
+                return sorted.map { row in
+                    var j = JSONLine()
+                    j.add("time", time)
+                    j.add("cgroup", row.cgroup)
+                    j.add("rx_packets", row.rxPackets)
+                    j.add("rx_bytes", row.rxBytes)
+                    j.add("tx_packets", row.txPackets)
+                    j.add("tx_bytes", row.txBytes)
+                    j.add("cumulative", config.cumulative || !config.command.isEmpty)
+                    return j.line
+                }
+            }
+            var lines: [String] = []
+            if clear { lines.append("\u{1B}[H\u{1B}[2J") }
+            if let header { lines.append(header) } else if !config.noSummary {
+                lines.append(TimeText.clock(wallNs: wall) + (config.cumulative ? " totals since start" : ""))
+            }
+            lines.append(table.header)
+            lines += sorted.map(table.row)
+            return lines
+        }
+    }
+}
