@@ -40,6 +40,13 @@ static __always_inline long bpfbox_emit(void *data, __u64 size)
 	return err;
 }
 
+/* ::ffff:a.b.c.d: an IPv4 peer reached through an IPv6 socket. */
+static __always_inline bool bpfbox_v4_mapped(const __u8 *a)
+{
+	return !a[0] && !a[1] && !a[2] && !a[3] && !a[4] && !a[5] && !a[6] && !a[7] && !a[8] && !a[9] &&
+	       a[10] == 0xff && a[11] == 0xff;
+}
+
 static __always_inline __u64 bpfbox_current_mntns(void)
 {
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();

@@ -73,26 +73,31 @@ int inet_sock_set_state(struct trace_event_raw_inet_sock_set_state *ctx)
 
 	if (oldstate == TCP_CLOSE && newstate == TCP_SYN_SENT) {
 		struct tcpconnect_event attempt = {};
+		__u16 shown = family;
 
-		if (tcpconnect_cfg.family && family != tcpconnect_cfg.family)
-			return 0;
 		if (!port_selected(ctx->dport))
+			return 0;
+		attempt.family = family;
+		copy_addresses(&attempt, ctx);
+		/* -4/-6 select what is shown: a v4-mapped peer is IPv4. */
+		if (family == AF_INET6_VALUE && bpfbox_v4_mapped(attempt.daddr))
+			shown = AF_INET_VALUE;
+		if (tcpconnect_cfg.family && shown != tcpconnect_cfg.family)
 			return 0;
 		if (!bpfbox_filter_task())
 			return 0;
 		bpfbox_fill_task(&attempt.task);
-		attempt.family = family;
 		attempt.dport = ctx->dport;
-		copy_addresses(&attempt, ctx);
 		if (bpf_map_update_elem(&attempts, &sk, &attempt, BPF_ANY))
 			bpfbox_count_lost(); /* too many connects in flight */
 		return 0;
 	}
-	if (oldstate != TCP_SYN_SENT)
+	/* A simultaneous open goes SYN_SENT -> SYN_RECV -> ESTABLISHED. */
+	if (oldstate != TCP_SYN_SENT && oldstate != TCP_SYN_RECV)
 		return 0;
 
 	e = bpf_map_lookup_elem(&attempts, &sk);
-	if (!e)
+	if (!e || newstate == TCP_SYN_RECV)
 		return 0;
 	e->latency_ns = bpf_ktime_get_ns() - e->task.ts_ns;
 	e->sport = ctx->sport;

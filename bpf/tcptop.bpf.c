@@ -37,8 +37,6 @@ static __always_inline int count(struct sock *sk, __u16 family, __u16 protocol, 
 		return 0;
 	if (family != AF_INET_VALUE && family != AF_INET6_VALUE)
 		return 0;
-	if (tcptop_cfg.family && family != tcptop_cfg.family)
-		return 0;
 	if (!bpfbox_filter_task())
 		return 0;
 
@@ -53,6 +51,13 @@ static __always_inline int count(struct sock *sk, __u16 family, __u16 protocol, 
 	} else {
 		bpf_core_read(key.saddr, 16, &sk->__sk_common.skc_v6_rcv_saddr);
 		bpf_core_read(key.daddr, 16, &sk->__sk_common.skc_v6_daddr);
+	}
+	/* -4/-6 select what is shown: a v4-mapped peer is IPv4. */
+	if (tcptop_cfg.family) {
+		__u16 shown = family == AF_INET6_VALUE && bpfbox_v4_mapped(key.daddr) ? AF_INET_VALUE : family;
+
+		if (shown != tcptop_cfg.family)
+			return 0;
 	}
 
 	value = bpf_map_lookup_elem(&traffic, &key);

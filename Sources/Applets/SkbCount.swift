@@ -17,7 +17,13 @@ public enum SkbCount {
             OptionSpec("C", "noclear", help: "do not clear the screen"),
             OptionSpec("S", "nosummary", help: "skip the summary line"),
             OptionSpec(nil, "run", value: "CMD", help: "run CMD ARGS... in a new cgroup, count its traffic, print the totals when it ends"),
-        ] + TracingOptions.specs.filter { $0.long != "ringbuf-kb" },
+        ] + TracingOptions.specs.compactMap { option in
+            switch option.long {
+            case "ringbuf-kb": return nil // skbcount sends no events
+            case "json": return OptionSpec(nil, "json", help: "print one JSON object per cgroup per interval (NDJSON)")
+            default: return option
+            }
+        },
         examples: [
             ("skbcount", "every cgroup, every second"),
             ("skbcount -c /sys/fs/cgroup/system.slice 5", "one cgroup and its children, every 5 s"),
@@ -255,12 +261,12 @@ public enum SkbCount {
                 }
             }
             var lines: [String] = []
-            if clear { lines.append("\u{1B}[H\u{1B}[2J") }
             if let header { lines.append(header) } else if !config.noSummary {
                 lines.append(TimeText.clock(wallNs: wall) + (config.cumulative ? " totals since start" : ""))
             }
             lines.append(table.header)
             lines += sorted.map(table.row)
+            if clear { lines[0] = "\u{1B}[H\u{1B}[2J" + lines[0] }
             return lines
         }
     }

@@ -215,7 +215,9 @@ public enum TcpConnect {
 
         /// -c: the counts, most connects first.
         func countLines(_ counts: [CountKey: Int]) -> [String] {
-            let sorted = counts.sorted { $0.value != $1.value ? $0.value > $1.value : $0.key.destination < $1.key.destination }
+            let sorted = counts.sorted {
+                ($1.value, $0.key.destination, $0.key.port, $0.key.source) < ($0.value, $1.key.destination, $1.key.port, $1.key.source)
+            }
             if config.tracing.json {
                 return sorted.map { key, value in
                     var j = JSONLine()

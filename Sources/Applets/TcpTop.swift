@@ -18,7 +18,13 @@ public enum TcpTop {
             OptionSpec("6", "ipv6", help: "trace IPv6 only"),
             OptionSpec("s", "sort", value: "KEY", help: "sort by all (default), sent or received"),
             OptionSpec("r", "rows", value: "N", help: "rows to print per table (default 20)"),
-        ] + TracingOptions.specs,
+        ] + TracingOptions.specs.compactMap { option in
+            switch option.long {
+            case "ringbuf-kb": return nil // tcptop sends no events
+            case "json": return OptionSpec(nil, "json", help: "print one JSON object per connection per interval (NDJSON)")
+            default: return option
+            }
+        },
         examples: [
             ("tcptop", "trace TCP send/recv by host, every second"),
             ("tcptop -C", "don't clear the screen"),
@@ -41,6 +47,8 @@ public enum TcpTop {
         public var family: UInt16 = 0
         public var sort = SortKey.all
         public var rows = 20
+        /// -r given: JSON is cut too (by default it has every connection).
+        public var rowsGiven = false
         public var tracing: TracingOptions
 
         public init(_ parsed: ParsedOptions) throws(UsageError) {
@@ -62,7 +70,10 @@ public enum TcpTop {
                 guard let key = SortKey(rawValue: text) else { throw UsageError("-s/--sort: '\(text)' is not all, sent or received") }
                 sort = key
             }
-            if let text = parsed.value("rows") { rows = try ParseValue.positiveInt(text, option: "-r/--rows") }
+            if let text = parsed.value("rows") {
+                rows = try ParseValue.positiveInt(text, option: "-r/--rows")
+                rowsGiven = true
+            }
             tracing = try TracingOptions(parsed)
         }
     }
@@ -80,7 +91,7 @@ public enum TcpTop {
                 try object.setConstant("tcptop_cfg", cfg)
                 for program in object.programs where program.tracepoint?.category == "sock" {
                     if let tp = program.tracepoint, try !Mounts.hasTracepoint(tp.category, tp.name) {
-                        throw RuntimeFailure("this kernel has no sock/\(tp.name) tracepoint (it appeared in Linux 6.12); tcptop cannot run on this kernel yet")
+                        throw RuntimeFailure("this kernel has no sock/\(tp.name) tracepoint (6.1 lacks it, 6.12 has it); tcptop cannot run on this kernel yet")
                     }
                 }
             }
@@ -184,7 +195,7 @@ public enum TcpTop {
             let ordered = sorted(rows)
             if config.tracing.json {
                 let time = TimeText.iso8601(wallNs: wall)
-                return ordered.prefix(config.rows).map { row in
+                return ordered.prefix(config.rowsGiven ? config.rows : ordered.count).map { row in
                     var j = JSONLine()
                     j.add("time", time)
                     j.add("interval", config.interval)
@@ -202,7 +213,6 @@ public enum TcpTop {
                 }
             }
             var lines: [String] = []
-            if clear { lines.append("\u{1B}[H\u{1B}[2J") }
             if !config.noSummary {
                 lines.append(TimeText.clock(wallNs: wall) + " loadavg: " + loadAverage())
             }
@@ -220,6 +230,7 @@ public enum TcpTop {
                 lines.append(table.header)
                 lines += v6.map(table.row)
             }
+            if clear, !lines.isEmpty { lines[0] = "\u{1B}[H\u{1B}[2J" + lines[0] }
             return lines
         }
 

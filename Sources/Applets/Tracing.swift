@@ -157,7 +157,11 @@ public final class Tracer {
                 if now >= next { break }
                 _ = poll(nil, 0, Int32(min((next - now) / 1_000_000 + 1, 200)))
             }
-            if Signals.stopRequested { break }
+            if Signals.stopRequested {
+                try tick() // the interval under way, as far as it got
+                reportLost(applet: applet, output: output, json: json)
+                break
+            }
             try tick()
             reportLost(applet: applet, output: output, json: json)
             output.flush()

@@ -136,10 +136,13 @@ final class TcpConnectTests: XCTestCase {
         tool.stop()
 
         let only4 = try Tool(["tcpconnect", "--json", "-4"])
+        let dual = try Listener("::")
         sync(only4, runner, v4)
         let skipped6 = connect(runner, "::1", v6.port)
+        let mapped = connect(runner, "::ffff:127.0.0.1", dual.port)
         let kept4 = connect(runner, "127.0.0.1", v4.port)
         XCTAssertNotNil(event(only4, pid: kept4.pid))
+        XCTAssertEqual(event(only4, pid: mapped.pid)?["ip"] as? Int, 4, "-4 dropped a v4-mapped connect, shown as IPv4")
         XCTAssertFalse(shown(only4, pid: skipped6.pid), "-4 showed an IPv6 connect")
         only4.stop()
     }

@@ -118,6 +118,7 @@ final class AppletRenderingTests: XCTestCase {
         }
         assertSnapshot(text, named: "tcptop")
         let cleared = TcpTop.Renderer(config: try TcpTop.Config(parse(TcpTop.spec, [])), clock: nil)
-        XCTAssertEqual(cleared.render([], clear: true, now: 0).first, "\u{1B}[H\u{1B}[2J")
+        let first = try XCTUnwrap(cleared.render([], clear: true, now: 0).first)
+        XCTAssertTrue(first.hasPrefix("\u{1B}[H\u{1B}[2J00:00:00 loadavg: "), first)
     }
 }
