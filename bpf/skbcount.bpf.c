@@ -7,6 +7,7 @@
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
 #include "common.bpf.h"
 #include "filter.bpf.h"
 #include "skbcount.h"
@@ -58,4 +59,32 @@ SEC("cgroup_skb/egress")
 int skb_egress(struct __sk_buff *skb)
 {
 	return count(skb, true);
+}
+
+/*
+ * --pin: a cgroup iterator pinned at DIR/stats, so that `cat DIR/stats` prints the live counters
+ * with no process running: one line per cgroup that has traffic. Loaded only with --pin.
+ */
+SEC("iter/cgroup")
+int skbcount_stats(struct bpf_iter__cgroup *ctx)
+{
+	struct seq_file *seq = ctx->meta->seq;
+	struct cgroup *cgrp = ctx->cgroup;
+	struct skbcount_value *value;
+	const char *name;
+	__u64 id;
+
+	if (!cgrp)
+		return 0;
+	if (ctx->meta->seq_num == 0)
+		BPF_SEQ_PRINTF(seq, "%-12s %10s %12s %10s %12s %s\n", "CGROUP_ID", "RX_PKTS", "RX_BYTES", "TX_PKTS",
+			       "TX_BYTES", "NAME");
+	id = BPF_CORE_READ(cgrp, kn, id);
+	value = bpf_map_lookup_elem(&counts, &id);
+	if (!value)
+		return 0;
+	name = BPF_CORE_READ(cgrp, kn, name);
+	BPF_SEQ_PRINTF(seq, "%-12llu %10llu %12llu %10llu %12llu %s\n", id, value->rx_packets, value->rx_bytes,
+		       value->tx_packets, value->tx_bytes, name);
+	return 0;
 }

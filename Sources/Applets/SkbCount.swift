@@ -17,6 +17,8 @@ public enum SkbCount {
             OptionSpec("C", "noclear", help: "do not clear the screen"),
             OptionSpec("S", "nosummary", help: "skip the summary line"),
             OptionSpec(nil, "run", value: "CMD", help: "run CMD ARGS... in a new cgroup, count its traffic, print the totals when it ends"),
+            OptionSpec(nil, "pin", value: "DIR", help: "leave the counters running after exit, pinned in DIR (on bpffs); cat DIR/stats prints them"),
+            OptionSpec(nil, "unpin", value: "DIR", help: "remove what --pin left in DIR, which detaches the counters"),
         ] + TracingOptions.specs.compactMap { option in
             switch option.long {
             case "ringbuf-kb": return nil // skbcount sends no events
@@ -31,6 +33,7 @@ public enum SkbCount {
             ("skbcount --cgroupmap /sys/fs/bpf/set", "only the cgroups in this map"),
             ("skbcount --run curl -s example.org", "the traffic of one command"),
             ("skbcount --json 1 3", "three one-second samples as JSON"),
+            ("skbcount --pin /sys/fs/bpf/net -c CG", "count with no process; cat .../stats"),
         ],
         stopAfter: ["run"]
     )
@@ -44,6 +47,8 @@ public enum SkbCount {
         public var noClear = false
         public var noSummary = false
         public var command: [String] = []
+        public var pin: String?
+        public var unpin: String?
         public var tracing: TracingOptions
 
         public init(_ parsed: ParsedOptions) throws(UsageError) {
@@ -74,6 +79,11 @@ public enum SkbCount {
             }
             if !cgroups.isEmpty && tracing.cgroupMap != nil {
                 throw UsageError("-c and --cgroupmap exclude each other")
+            }
+            pin = parsed.value("pin")
+            unpin = parsed.value("unpin")
+            if pin != nil && (unpin != nil || !command.isEmpty) {
+                throw UsageError("--pin cannot be combined with --unpin or --run")
             }
         }
     }
@@ -111,6 +121,8 @@ public enum SkbCount {
     public static func main(_ arguments: [String]) -> Int32 {
         runTracingApplet("skbcount", spec: spec, arguments: arguments) { parsed in
             let config = try Config(parsed)
+            if let dir = config.unpin { return try Pins.remove(dir) }
+            if let dir = config.pin { try Pins.prepare(dir) }
             guard let mount = CgroupV2.mountPoint() else {
                 throw RuntimeFailure("no cgroup2 file system is mounted; mount one: mount -t cgroup2 none /sys/fs/cgroup/unified")
             }
@@ -147,13 +159,40 @@ public enum SkbCount {
             let filter = TaskFilter(cgroupMapPath: config.tracing.cgroupMap)
             var options = config.tracing
             options.ringBufferBytes = 4096 // counts only: no events
-            let tracer = try Tracer(.skbcount, filter: filter, options: options, attach: false) { _ in }
+            let tracer = try Tracer(.skbcount, filter: filter, options: options, attach: false) { object in
+                // The cgroup iterator (Linux 6.1+) is loaded only for --pin.
+                try object.program("skbcount_stats").autoload = config.pin != nil
+            }
             let programs = [try tracer.object.program("skb_ingress"), try tracer.object.program("skb_egress")]
-            for cgroup in outermost {
+            var pinnable: [(String, BPFLink)] = []
+            for (index, cgroup) in outermost.enumerated() {
                 let fd = open(mount + (cgroup.path == "/" ? "" : cgroup.path), O_RDONLY | O_DIRECTORY | O_CLOEXEC)
                 guard fd >= 0 else { throw RuntimeFailure("cannot open the cgroup \(cgroup.path): \(String(cString: strerror(errno)))") }
                 defer { close(fd) }
-                for program in programs { tracer.keep(try program.attach(cgroupFD: fd, cgroup: mount + cgroup.path)) }
+                for (program, name) in zip(programs, ["ingress", "egress"]) {
+                    let link = try program.attach(cgroupFD: fd, cgroup: mount + cgroup.path)
+                    tracer.keep(link)
+                    pinnable.append(("\(name)-\(index)", link))
+                }
+            }
+            if let dir = config.pin {
+                let root = open(mount, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+                guard root >= 0 else { throw RuntimeFailure("cannot open \(mount): \(String(cString: strerror(errno)))") }
+                defer { close(root) }
+                let stats = try tracer.object.program("skbcount_stats").attachCgroupIterator(cgroupFD: root, cgroup: mount)
+                tracer.keep(stats)
+                do {
+                    for (name, link) in pinnable { try link.pin(dir + "/" + name) }
+                    try tracer.object.map("counts").opened().pin(dir + "/counts")
+                    try stats.pin(dir + "/stats")
+                } catch {
+                    _ = try? Pins.remove(dir, quiet: true)
+                    throw error
+                }
+                let out = Output()
+                out.line("counting \(outermost.map(\.path).joined(separator: " ")) with no process: cat \(dir)/stats; stop with: bpfbox skbcount --unpin \(dir)")
+                out.flush()
+                return 0
             }
             tracer.lostExplanation = "its cgroup table is full (16384 cgroups); select fewer cgroups"
             let counts = try tracer.object.map("counts").opened()
@@ -216,6 +255,63 @@ public enum SkbCount {
                                            interval: config.interval, count: config.count) {
                 for line in renderer.render(sample(), clear: output.isTerminal && !config.noClear) { output.line(line) }
             }
+        }
+    }
+
+    /// What --pin leaves in its directory, and its removal.
+    enum Pins {
+        static func entries(_ dir: String) -> [String] {
+            guard let handle = opendir(dir) else { return [] }
+            defer { closedir(handle) }
+            var names: [String] = []
+            while let entry = readdir(handle) {
+                let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+                if name != "." && name != ".." { names.append(name) }
+            }
+            return names.sorted()
+        }
+
+        static func ours(_ name: String) -> Bool {
+            name == "stats" || name == "counts" || name.hasPrefix("ingress-") || name.hasPrefix("egress-")
+        }
+
+        /// DIR must be on bpffs (or be made in a directory that is) and hold nothing yet.
+        static func prepare(_ dir: String) throws {
+            var st = stat()
+            if stat(dir, &st) == 0 {
+                guard Mounts.isOnBPFFS(dir) else {
+                    throw RuntimeFailure("--pin \(dir): not on a BPF filesystem; pins live under /sys/fs/bpf, e.g. --pin /sys/fs/bpf/skbcount")
+                }
+                let present = entries(dir)
+                guard present.isEmpty else {
+                    throw RuntimeFailure("--pin \(dir): already holds \(present.joined(separator: ", ")); remove it first (bpfbox skbcount --unpin \(dir)) or choose another directory")
+                }
+                return
+            }
+            let parent = dir.split(separator: "/").dropLast().joined(separator: "/")
+            guard Mounts.isOnBPFFS("/" + parent) else {
+                throw RuntimeFailure("--pin \(dir): not on a BPF filesystem; pins live under /sys/fs/bpf, e.g. --pin /sys/fs/bpf/skbcount")
+            }
+            guard mkdir(dir, 0o700) == 0 else {
+                throw RuntimeFailure("--pin \(dir): cannot create it: \(String(cString: strerror(errno)))")
+            }
+        }
+
+        /// Removes the pins (which detaches the programs) and the directory.
+        static func remove(_ dir: String, quiet: Bool = false) throws -> Int32 {
+            var st = stat()
+            guard stat(dir, &st) == 0 else { throw RuntimeFailure("--unpin \(dir): nothing is pinned there (no such directory)") }
+            guard Mounts.isOnBPFFS(dir) else { throw RuntimeFailure("--unpin \(dir): not on a BPF filesystem") }
+            let present = entries(dir)
+            let removed = present.filter(ours).filter { unlink(dir + "/" + $0) == 0 }
+            let left = entries(dir)
+            if left.isEmpty { rmdir(dir) }
+            if !quiet {
+                let out = Output()
+                out.line("removed \(removed.count) pins from \(dir)" + (left.isEmpty ? "" : "; left what skbcount did not make: \(left.joined(separator: ", "))"))
+                out.flush()
+            }
+            return 0
         }
     }
 

@@ -53,6 +53,12 @@ public final class BPFMap {
     /// Whether the descriptor is a map (a pinned path may hold a program or a link instead).
     public var isMap: Bool { objectKind == "bpf-map" }
 
+    /// Pins the map at `path` (on bpffs).
+    public func pin(_ path: String) throws(BPFError) {
+        let fd = self.fd
+        try libbpfCall("bpf_obj_pin", subject: path) { bpf_obj_pin(fd, path) }
+    }
+
     /// Type, key and value sizes, as the kernel reports them (EINVAL: not a map).
     public func info() throws(BPFError) -> MapInfo {
         var info = bpf_map_info()

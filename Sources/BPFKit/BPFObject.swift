@@ -182,6 +182,25 @@ public struct BPFProgram {
         return BPFLink(handle: link, object: object)
     }
 
+    /// Attaches a cgroup iterator (iter/cgroup) that walks the descendants of the cgroup open at
+    /// `cgroupFD`, parents first. Reading the link (once pinned: `cat PIN`) runs the program.
+    public func attachCgroupIterator(cgroupFD: Int32, cgroup: String) throws(BPFError) -> BPFLink {
+        var info = bpf_iter_link_info()
+        info.cgroup.order = BPF_CGROUP_ITER_DESCENDANTS_PRE
+        info.cgroup.cgroup_fd = UInt32(bitPattern: cgroupFD)
+        var opts = bpf_iter_attach_opts()
+        opts.sz = MemoryLayout<bpf_iter_attach_opts>.size
+        opts.link_info_len = UInt32(MemoryLayout<bpf_iter_link_info>.size)
+        let handle = self.handle
+        let link = try withUnsafeMutablePointer(to: &info) { (pointer) throws(BPFError) -> OpaquePointer in
+            opts.link_info = pointer
+            return try libbpfPointer("bpf_program__attach_iter", subject: "\(name) (\(cgroup))") {
+                bpf_program__attach_iter(handle, &opts)
+            }
+        }
+        return BPFLink(handle: link, object: object)
+    }
+
     public func attach() throws(BPFError) -> BPFLink {
         let handle = self.handle
         let where_ = tracepoint.map { "tracepoint \($0.category)/\($0.name)" } ?? section
@@ -208,4 +227,10 @@ public final class BPFLink {
     }
 
     deinit { bpf_link__destroy(handle) }
+
+    /// Pins the link at `path` (on bpffs): it then outlives the process.
+    public func pin(_ path: String) throws(BPFError) {
+        let handle = self.handle
+        try libbpfCall("bpf_link__pin", subject: path) { bpf_link__pin(handle, path) }
+    }
 }
