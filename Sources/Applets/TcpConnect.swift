@@ -85,6 +85,7 @@ public enum TcpConnect {
                 cfg.family = config.family
                 try object.setConstant("tcpconnect_cfg", cfg)
             }
+            tracer.lostExplanation = "the ring buffer or the table of connects in flight (16384) is full; a larger --ringbuf-kb or a narrower filter (-P, -p, a cgroup map) helps"
             let output = Output()
             let renderer = Renderer(config: config, clock: tracer)
             var counts: [CountKey: Int] = [:]
