@@ -7,10 +7,10 @@ final class HeldCommand {
     private var gate: Int32
     private(set) var status: Int32?
 
-    init(_ argv: [String]) throws {
-        guard let program = argv.first else { throw UsageError("--exec needs a command") }
+    init(_ argv: [String], option: String = "--exec") throws {
+        guard let program = argv.first else { throw UsageError("\(option) needs a command") }
         guard HeldCommand.resolve(program) != nil else {
-            throw RuntimeFailure("--exec \(program): no such command (not an executable file, nor one on the PATH)")
+            throw RuntimeFailure("\(option) \(program): no such command (not an executable file, nor one on the PATH)")
         }
         var fds: [Int32] = [0, 0]
         guard pipe(&fds) == 0 else { throw RuntimeFailure("pipe: \(String(cString: strerror(errno)))") }

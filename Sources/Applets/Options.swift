@@ -127,6 +127,8 @@ public struct ParsedOptions: Sendable {
     /// Values by long name, in command-line order; flags hold "" per occurrence.
     public var values: [String: [String]] = [:]
     public var positionals: [String] = []
+    /// How many positionals came before a stop option (`--run CMD ...`), when one was given.
+    public var positionalsBeforeStop: Int?
 
     public func has(_ long: String) -> Bool { values[long] != nil }
     public func value(_ long: String) -> String? { values[long]?.last }
@@ -171,6 +173,7 @@ extension CommandSpec {
                     result.values[name, default: []].append(try takeValue(option, inline: inline))
                 }
                 if stopAfter.contains(name) {
+                    result.positionalsBeforeStop = result.positionals.count
                     result.positionals += arguments[(index + 1)...]
                     break
                 }

@@ -28,12 +28,12 @@ public enum SkbCount {
         },
         examples: [
             ("skbcount", "every cgroup, every second"),
-            ("skbcount -c /sys/fs/cgroup/system.slice 5", "one cgroup and its children, every 5 s"),
-            ("skbcount -c /sys/fs/cgroup/kubepods --subtree", "a row per pod and container"),
+            ("skbcount -c CGROUP 5", "one cgroup and its children, every 5s"),
+            ("skbcount -c CGROUP --subtree", "a row per descendant cgroup"),
             ("skbcount --cgroupmap /sys/fs/bpf/set", "only the cgroups in this map"),
-            ("skbcount --run curl -s example.org", "the traffic of one command"),
+            ("skbcount --run curl -s URL", "the traffic of one command"),
             ("skbcount --json 1 3", "three one-second samples as JSON"),
-            ("skbcount --pin /sys/fs/bpf/net -c CG", "count with no process; cat .../stats"),
+            ("skbcount --pin /sys/fs/bpf/net -c CG", "count with no process running"),
         ],
         stopAfter: ["run"]
     )
@@ -57,6 +57,9 @@ public enum SkbCount {
             }
             var positionals = parsed.positionals
             if let program = parsed.value("run") {
+                guard let index = parsed.positionalsBeforeStop, index == 0 else {
+                    throw UsageError("--run takes the rest of the line as its command; interval and count do not apply to it")
+                }
                 command = [program] + positionals
                 positionals = []
             }
@@ -147,7 +150,7 @@ public enum SkbCount {
                     guard let path = CgroupV2.relativePath(given, mount: mount) else {
                         throw RuntimeFailure("-c \(given): not under the cgroup2 mount \(mount)")
                     }
-                    selected.append(Selected(path: path, id: id))
+                    if !selected.contains(where: { $0.id == id }) { selected.append(Selected(path: path, id: id)) }
                 }
                 if selected.isEmpty { selected = [Selected(path: "/", id: try CgroupV2.id(ofDirectory: mount))] }
             }
@@ -228,7 +231,7 @@ public enum SkbCount {
             }
 
             if let command = config.command.first {
-                let held = try HeldCommand(config.command)
+                let held = try HeldCommand(config.command, option: "--run")
                 let procs = open(runCgroup! + "/cgroup.procs", O_WRONLY | O_CLOEXEC)
                 let pidText = Array("\(held.pid)\n".utf8)
                 guard procs >= 0, write(procs, pidText, pidText.count) == pidText.count else {

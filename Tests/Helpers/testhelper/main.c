@@ -173,6 +173,9 @@ static int do_udp(const char *recv_cgroup, const char *send_cgroup, int count, i
 	addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	if (bind(rx, (struct sockaddr *)&addr, sizeof(addr)) || getsockname(rx, (struct sockaddr *)&addr, &len))
 		return report(-1);
+	/* A datagram dropped on a busy loopback must not hang the test. */
+	struct timeval timeout = { .tv_sec = 5 };
+	setsockopt(rx, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
 	memset(buffer, 'u', size);
 	for (int i = 0; i < count; i++) {
 		if (sendto(tx, buffer, size, 0, (struct sockaddr *)&addr, sizeof(addr)) != size)
