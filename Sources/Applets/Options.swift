@@ -239,6 +239,26 @@ public enum ParseValue {
         return UInt32(value)
     }
 
+    /// The `interval` and `count` positionals of the summary applets (interval defaults to 1 s).
+    public static func intervalAndCount(_ positionals: [String]) throws(UsageError) -> (interval: Double, count: Int?) {
+        guard positionals.count <= 2 else { throw UsageError("unexpected argument '\(positionals[2])'") }
+        var interval = 1.0
+        if let text = positionals.first {
+            guard let value = Double(text), value >= 0.1, value <= 86400 else {
+                throw UsageError("interval: '\(text)' is not a number of seconds from 0.1 to 86400")
+            }
+            interval = value
+        }
+        let count = positionals.count == 2 ? try positiveInt(positionals[1], option: "count") : nil
+        return (interval, count)
+    }
+
+    /// -4 / -6: the address family to keep (AF_INET, AF_INET6), 0 for both.
+    public static func family(_ parsed: ParsedOptions) throws(UsageError) -> UInt16 {
+        if parsed.has("ipv4") && parsed.has("ipv6") { throw UsageError("-4 and -6 exclude each other (give neither for both)") }
+        return parsed.has("ipv4") ? 2 : parsed.has("ipv6") ? 10 : 0
+    }
+
     public static func regex(_ text: String, option: String) throws(UsageError) -> Regex<AnyRegexOutput> {
         do {
             return try Regex(text)

@@ -63,14 +63,7 @@ public enum SkbCount {
                 command = [program] + positionals
                 positionals = []
             }
-            guard positionals.count <= 2 else { throw UsageError("unexpected argument '\(positionals[2])'") }
-            if let text = positionals.first {
-                guard let value = Double(text), value >= 0.1, value <= 86400 else {
-                    throw UsageError("interval: '\(text)' is not a number of seconds from 0.1 to 86400")
-                }
-                interval = value
-            }
-            if positionals.count == 2 { count = try ParseValue.positiveInt(positionals[1], option: "count") }
+            (interval, count) = try ParseValue.intervalAndCount(positionals)
             cgroups = parsed.all("cgroup")
             subtree = parsed.has("subtree")
             cumulative = parsed.has("cumulative")

@@ -60,8 +60,7 @@ public enum TcpConnect {
                 }
             }
             guard ports.count <= Int(TCPCONNECT_MAX_PORTS) else { throw UsageError("-P/--port: at most \(TCPCONNECT_MAX_PORTS) ports") }
-            if parsed.has("ipv4") && parsed.has("ipv6") { throw UsageError("-4 and -6 exclude each other (give neither for both)") }
-            family = parsed.has("ipv4") ? NetAddress.inet : parsed.has("ipv6") ? NetAddress.inet6 : 0
+            family = try ParseValue.family(parsed)
             lport = parsed.has("lport")
             printUID = parsed.has("print-uid")
             if let text = parsed.value("uid") { uid = try Users.uid(text, option: "-u/--uid") }

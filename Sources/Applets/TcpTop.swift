@@ -53,19 +53,11 @@ public enum TcpTop {
 
         public init(_ parsed: ParsedOptions) throws(UsageError) {
             let positionals = parsed.positionals
-            guard positionals.count <= 2 else { throw UsageError("unexpected argument '\(positionals[2])'") }
-            if let text = positionals.first {
-                guard let value = Double(text), value >= 0.1, value <= 86400 else {
-                    throw UsageError("interval: '\(text)' is not a number of seconds from 0.1 to 86400")
-                }
-                interval = value
-            }
-            if positionals.count == 2 { count = try ParseValue.positiveInt(positionals[1], option: "count") }
+            (interval, count) = try ParseValue.intervalAndCount(positionals)
             noClear = parsed.has("noclear")
             noSummary = parsed.has("nosummary")
             if let text = parsed.value("pid") { pid = try ParseValue.pid(text, option: "-p/--pid") }
-            if parsed.has("ipv4") && parsed.has("ipv6") { throw UsageError("-4 and -6 exclude each other (give neither for both)") }
-            family = parsed.has("ipv4") ? NetAddress.inet : parsed.has("ipv6") ? NetAddress.inet6 : 0
+            family = try ParseValue.family(parsed)
             if let text = parsed.value("sort") {
                 guard let key = SortKey(rawValue: text) else { throw UsageError("-s/--sort: '\(text)' is not all, sent or received") }
                 sort = key
