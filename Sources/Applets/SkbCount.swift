@@ -84,12 +84,6 @@ public enum SkbCount {
         }
     }
 
-    /// A cgroup selected with -c (or made by --run).
-    struct Selected {
-        let path: String      // relative to the cgroup2 mount
-        let id: UInt64
-    }
-
     public struct Row: Equatable {
         public var cgroup: String
         public var rxPackets: UInt64 = 0
@@ -119,11 +113,9 @@ public enum SkbCount {
             let config = try Config(parsed)
             if let dir = config.unpin { return try Pins.remove(dir) }
             if let dir = config.pin { try Pins.prepare(dir) }
-            guard let mount = CgroupV2.mountPoint() else {
-                throw RuntimeFailure("no cgroup2 file system is mounted; mount one: mount -t cgroup2 none /sys/fs/cgroup/unified")
-            }
+            let mount = try cgroup2Mount()
             // What to attach to: the -c cgroups (the outermost ones), a new cgroup for --run, or the root.
-            var selected: [Selected] = []
+            var selected: [SelectedCgroup] = []
             var runCgroup: String?
             if !config.command.isEmpty {
                 let path = "/bpfbox-run-\(getpid())"
@@ -131,26 +123,16 @@ public enum SkbCount {
                     throw RuntimeFailure("cannot create the cgroup \(mount + path): \(String(cString: strerror(errno)))")
                 }
                 runCgroup = mount + path
-                selected = [Selected(path: path, id: try CgroupV2.id(ofDirectory: mount + path))]
+                selected = [SelectedCgroup(path: path, id: try CgroupV2.id(ofDirectory: mount + path))]
             } else {
                 for given in config.cgroups {
-                    var st = stat()
-                    guard stat(given, &st) == 0 else {
-                        throw RuntimeFailure("-c \(given): no such cgroup (\(String(cString: strerror(errno))))")
-                    }
-                    let id: UInt64
-                    do throws(FilterError) { id = try CgroupV2.id(ofDirectory: given) } catch { throw RuntimeFailure("-c \(error.description)") }
-                    guard let path = CgroupV2.relativePath(given, mount: mount) else {
-                        throw RuntimeFailure("-c \(given): not under the cgroup2 mount \(mount)")
-                    }
-                    if !selected.contains(where: { $0.id == id }) { selected.append(Selected(path: path, id: id)) }
+                    let cgroup = try SelectedCgroup(given, option: "-c", mount: mount)
+                    if !selected.contains(where: { $0.id == cgroup.id }) { selected.append(cgroup) }
                 }
-                if selected.isEmpty { selected = [Selected(path: "/", id: try CgroupV2.id(ofDirectory: mount))] }
+                if selected.isEmpty { selected = [try SelectedCgroup.root(mount: mount)] }
             }
             defer { if let runCgroup { rmdir(runCgroup) } }
-            let outermost = selected.filter { candidate in
-                !selected.contains { other in other.path != candidate.path && isAncestor(other.path, of: candidate.path) }
-            }
+            let outermost = SelectedCgroup.outermost(selected)
 
             let filter = TaskFilter(cgroupMapPath: config.tracing.cgroupMap)
             var options = config.tracing
@@ -162,8 +144,7 @@ public enum SkbCount {
             let programs = [try tracer.object.program("skb_ingress"), try tracer.object.program("skb_egress")]
             var pinnable: [(String, BPFLink)] = []
             for (index, cgroup) in outermost.enumerated() {
-                let fd = open(mount + (cgroup.path == "/" ? "" : cgroup.path), O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-                guard fd >= 0 else { throw RuntimeFailure("cannot open the cgroup \(cgroup.path): \(String(cString: strerror(errno)))") }
+                let fd = try cgroup.open(mount: mount)
                 defer { close(fd) }
                 for (program, name) in zip(programs, ["ingress", "egress"]) {
                     let link = try program.attach(cgroupFD: fd, cgroup: mount + cgroup.path)
@@ -208,7 +189,7 @@ public enum SkbCount {
                         key = path
                     } else {
                         // The innermost selected cgroup that holds the socket's cgroup.
-                        key = selected.filter { isAncestor($0.path, of: path) }.max { $0.path.count < $1.path.count }?.path ?? path
+                        key = selected.filter { $0.contains(path) }.max { $0.path.count < $1.path.count }?.path ?? path
                     }
                     rows[key, default: Row(cgroup: key)].add(value)
                 }
@@ -256,16 +237,7 @@ public enum SkbCount {
 
     /// What --pin leaves in its directory, and its removal.
     enum Pins {
-        static func entries(_ dir: String) -> [String] {
-            guard let handle = opendir(dir) else { return [] }
-            defer { closedir(handle) }
-            var names: [String] = []
-            while let entry = readdir(handle) {
-                let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-                if name != "." && name != ".." { names.append(name) }
-            }
-            return names.sorted()
-        }
+        static func entries(_ dir: String) -> [String] { directoryEntries(dir).sorted() }
 
         static func ours(_ name: String) -> Bool {
             name == "stats" || name == "counts" || name.hasPrefix("ingress-") || name.hasPrefix("egress-")
@@ -309,10 +281,6 @@ public enum SkbCount {
             }
             return 0
         }
-    }
-
-    static func isAncestor(_ ancestor: String, of path: String) -> Bool {
-        ancestor == "/" || path == ancestor || path.hasPrefix(ancestor + "/")
     }
 
     public struct Renderer {

@@ -45,7 +45,7 @@ public struct TracingOptions {
 /// A loaded and attached tracer: the object, its links, and its event ring.
 public final class Tracer {
     public let object: BPFObject
-    private var links: [BPFLink] = []
+    private var links: [AnyObject] = []
     private var ring: RingBuffer?
     private let lostMap: BPFMap?
     private var lostReported: UInt64 = 0
@@ -83,8 +83,8 @@ public final class Tracer {
         realtimeOffsetNs = (Int64(real.tv_sec) - Int64(mono.tv_sec)) * 1_000_000_000 + Int64(real.tv_nsec) - Int64(mono.tv_nsec)
     }
 
-    /// Keeps `link` attached as long as the tracer lives.
-    public func keep(_ link: BPFLink) { links.append(link) }
+    /// Keeps `attachment` (a BPFLink, a MapAttachment) attached as long as the tracer lives.
+    public func keep(_ attachment: AnyObject) { links.append(attachment) }
 
     /// Starts consuming the `events` ring; `handler` sees each sample (valid during the call).
     public func onEvent(_ handler: @escaping (UnsafeRawBufferPointer) -> Void) throws {
@@ -157,7 +157,8 @@ public final class Tracer {
             while !Signals.stopRequested {
                 let now = monotonicNow()
                 if now >= next { break }
-                _ = poll(nil, 0, Int32(min((next - now) / 1_000_000 + 1, 200)))
+                let wait = Int32(min((next - now) / 1_000_000 + 1, 200))
+                if let ring { _ = try ring.poll(timeoutMs: wait) } else { _ = poll(nil, 0, wait) }
             }
             if Signals.stopRequested {
                 try tick() // the interval under way, as far as it got

@@ -201,6 +201,16 @@ public struct BPFProgram {
         return BPFLink(handle: link, object: object)
     }
 
+    /// Attaches an sk_msg (or sk_skb) program to a SOCKMAP/SOCKHASH, which runs it for the
+    /// sockets in the map. The attachment lives as long as the map, or until released.
+    public func attach(toSocketMap map: BPFMap, type: bpf_attach_type = BPF_SK_MSG_VERDICT) throws(BPFError) -> MapAttachment {
+        let programFD = bpf_program__fd(handle)
+        _ = try libbpfCall("bpf_prog_attach", subject: "\(name) (\(map.label))") {
+            bpf_prog_attach(programFD, map.fd, type, 0)
+        }
+        return MapAttachment(programFD: programFD, map: map, type: type, object: object)
+    }
+
     public func attach() throws(BPFError) -> BPFLink {
         let handle = self.handle
         let where_ = tracepoint.map { "tracepoint \($0.category)/\($0.name)" } ?? section
@@ -233,4 +243,21 @@ public final class BPFLink {
         let handle = self.handle
         try libbpfCall("bpf_link__pin", subject: path) { bpf_link__pin(handle, path) }
     }
+}
+
+/// A program attached to a map (sk_msg on a SOCKHASH); detached when released.
+public final class MapAttachment {
+    let programFD: Int32
+    let map: BPFMap
+    let type: bpf_attach_type
+    let object: BPFObject
+
+    init(programFD: Int32, map: BPFMap, type: bpf_attach_type, object: BPFObject) {
+        self.programFD = programFD
+        self.map = map
+        self.type = type
+        self.object = object
+    }
+
+    deinit { _ = bpf_prog_detach2(programFD, map.fd, type) }
 }

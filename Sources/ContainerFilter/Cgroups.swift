@@ -70,7 +70,8 @@ public enum MountNamespace {
     }
 }
 
-func readFile(_ path: String) -> String? {
+/// The whole content of a (small, /proc or /sys) file, or nil when it cannot be read.
+public func readFile(_ path: String) -> String? {
     let fd = open(path, O_RDONLY | O_CLOEXEC)
     guard fd >= 0 else { return nil }
     defer { close(fd) }
@@ -82,6 +83,18 @@ func readFile(_ path: String) -> String? {
         data += chunk[0..<n]
     }
     return String(decoding: data, as: UTF8.self)
+}
+
+/// The names in a directory, without "." and "..", unsorted; empty when it cannot be read.
+public func directoryEntries(_ path: String) -> [String] {
+    guard let handle = opendir(path) else { return [] }
+    defer { closedir(handle) }
+    var names: [String] = []
+    while let entry = readdir(handle) {
+        let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        if name != "." && name != ".." { names.append(name) }
+    }
+    return names
 }
 
 extension CgroupV2 {
