@@ -121,4 +121,79 @@ final class AppletRenderingTests: XCTestCase {
         let first = try XCTUnwrap(cleared.render([], clear: true, now: 0).first)
         XCTAssertTrue(first.hasPrefix("\u{1B}[H\u{1B}[2J00:00:00 loadavg: "), first)
     }
+
+    // MARK: skbcount
+
+    func testSkbCount() throws {
+        let rows = [
+            SkbCount.Row(cgroup: "/system.slice/nginx.service", rxPackets: 120, rxBytes: 150_000, txPackets: 90, txBytes: 2_000_000),
+            SkbCount.Row(cgroup: "/kubepods/pod1/\u{1B}[31mevil", rxPackets: 1, rxBytes: 60, txPackets: 0, txBytes: 0),
+        ]
+        var text = ""
+        for arguments in [[], ["--cumulative"]] {
+            let renderer = SkbCount.Renderer(config: try SkbCount.Config(parse(SkbCount.spec, arguments)))
+            text += "# skbcount \(arguments.joined(separator: " "))\n"
+            text += renderer.render(rows, clear: false, now: 0).joined(separator: "\n") + "\n"
+        }
+        let json = SkbCount.Renderer(config: try SkbCount.Config(parse(SkbCount.spec, ["--json"])))
+        for line in json.render(rows, clear: false, now: 0) {
+            assertValidJSON(line)
+            text += line + "\n"
+        }
+        assertSnapshot(text, named: "skbcount")
+    }
+
+    // MARK: sockmap
+
+    func testSockmap() throws {
+        let loopback = [UInt8]([127, 0, 0, 1]) + Array(repeating: 0, count: 12)
+        let client = Sockmap.Endpoint(family: 2, address: loopback, port: 41000)
+        let server = Sockmap.Endpoint(family: 2, address: loopback, port: 8080)
+        let remote = Sockmap.Endpoint(family: 10, address: [0x20, 0x01, 0x0d, 0xb8] + Array(repeating: 0, count: 11) + [1], port: 443)
+        let sample = Sockmap.Sample(sockets: 4, delta: Sockmap.Counters(socketsAdded: 2, messagesRedirected: 1500,
+                                                                        bytesRedirected: 6_144_000, messagesPassed: 3, bytesPassed: 300))
+        let totals = Sockmap.Counters(socketsAdded: 6, socketsRefused: 1, messagesRedirected: 3000, bytesRedirected: 12_288_000,
+                                      messagesPassed: 3, bytesPassed: 300)
+        let events = [
+            Sockmap.Event(kind: .tracked, local: client, remote: server, timestampNs: 0, cgroupID: 7),
+            Sockmap.Event(kind: .refused(errno: 7), local: server, remote: client, timestampNs: 0, cgroupID: 7),
+            Sockmap.Event(kind: .peerMissing, local: client, remote: remote, timestampNs: 0, cgroupID: 0),
+        ]
+        var text = ""
+        for (name, renderer) in [("sockmap", Sockmap.Renderer(json: false)),
+                                 ("sockmap --apply-bytes 65536", Sockmap.Renderer(json: false, countsBytes: false)),
+                                 ("sockmap --json", Sockmap.Renderer(json: true))] {
+            text += "# \(name)\n"
+            var lines = renderer.json ? [] : [renderer.header]
+            lines.append(renderer.render(sample, wallNs: 0))
+            lines += events.enumerated().map { index, event in
+                renderer.render(event, wallNs: 0, cgroup: index < 2 ? "/app\u{1B}[2J" : nil, peerIsLocal: index == 1)
+            }
+            lines += renderer.preexisting([(client, server)], wallNs: 0)
+            lines.append(renderer.totals(totals))
+            for line in lines where renderer.json { assertValidJSON(line) }
+            text += lines.joined(separator: "\n") + "\n"
+        }
+        assertSnapshot(text, named: "sockmap")
+    }
+
+    func testSockmapReadsEstablishedConnectionsFromProcNet() {
+        let tcp = """
+              sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+               0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1111 1 0 100 0 0 10 0
+               1: 0100007F:A028 0100007F:1F90 01 00000000:00000000 00:00000000 00000000     0        0 2222 1 0 20 4 30 10 -1
+            """
+        let tcp6 = """
+              sl  local_address                         remote_address                        st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+               0: 00000000000000000000000001000000:01BB 00000000000000000000000001000000:C350 01 00000000:00000000 00:00000000 00000000     0        0 3333 1 0 20 4 30 10 -1
+               1: 0000000000000000FFFF00000100007F:1F90 0000000000000000FFFF00000100007F:A028 01 00000000:00000000 00:00000000 00000000     0        0 4444 1 0 20 4 30 10 -1
+            """
+        let v4 = Preexisting.parse(tcp, family: 2)
+        XCTAssertEqual(v4.map(\.inode), [2222], "only ESTABLISHED entries")
+        XCTAssertEqual(v4.first.map { "\($0.local.text) \($0.remote.text)" }, "127.0.0.1:41000 127.0.0.1:8080")
+        let v6 = Preexisting.parse(tcp6, family: 10)
+        XCTAssertEqual(v6.map { "\($0.local.text) \($0.remote.text) \($0.inode)" },
+                       ["[::1]:443 [::1]:50000 3333", "127.0.0.1:8080 127.0.0.1:41000 4444"])
+        XCTAssertEqual(v6.last?.local.family, 2, "v4-mapped entries are keyed as IPv4, as the BPF side does")
+    }
 }

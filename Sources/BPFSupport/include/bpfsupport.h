@@ -14,6 +14,7 @@
 #include "../../../bpf/tcpconnect.h"
 #include "../../../bpf/tcptop.h"
 #include "../../../bpf/skbcount.h"
+#include "../../../bpf/sockmap.h"
 
 /* Routes libbpf's log: verbose != 0 prints every line to stderr; otherwise warnings are kept
  * (the last few KiB) so that an error can point at them with --verbose. */

@@ -13,6 +13,18 @@
 //                                           (client side) and "rport N" (the listener's port)
 //   testhelper tcpsession ADDR              the same pair, then for each line "SEND RECV" read from
 //                                           stdin moves the bytes and prints "moved"
+//   testhelper splice MODE SERVERCG CLIENTCG SIZE...
+//                                           a listener made in cgroup SERVERCG, a client made in
+//                                           CLIENTCG ("-": where it runs); MODE 4 (127.0.0.1), 6
+//                                           (::1) or mapped (a dual-stack [::] listener, an IPv4
+//                                           client: the server end is a v4-mapped IPv6 socket).
+//                                           A child process serves: for each SIZE the client sends
+//                                           SIZE patterned bytes, the server checks them and
+//                                           answers SIZE bytes of another pattern, which the
+//                                           client checks. Prints "lport N" and "rport N", a line
+//                                           "ok SIZE UP DOWN" per size (FNV-1a of the bytes each
+//                                           way) and "tcp_bytes_sent N" (TCP_INFO of the client:
+//                                           payload that went through TCP; 0 when all was spliced)
 // Each prints "pid N" first, then "result R" (the call's return value, or -errno).
 #define _GNU_SOURCE
 #include <errno.h>
@@ -26,6 +38,9 @@
 #include <unistd.h>
 #include <arpa/inet.h>
 #include <linux/openat2.h>
+#include <linux/tcp.h>
+#include <poll.h>
+#include <sys/wait.h>
 
 extern char **environ;
 
@@ -186,6 +201,143 @@ static int do_udp(const char *recv_cgroup, const char *send_cgroup, int count, i
 	return report(0);
 }
 
+/* The byte at offset i of a transfer of size n in direction dir: any corruption, reordering or
+ * loss shows. */
+static unsigned char pattern(long i, long n, int dir)
+{
+	return (unsigned char)((i * 2654435761u + n * 40503u + dir * 97u) >> 7);
+}
+
+static unsigned long fnv(unsigned long h, const unsigned char *p, long n)
+{
+	for (long i = 0; i < n; i++)
+		h = (h ^ p[i]) * 1099511628211ul;
+	return h;
+}
+
+static int send_pattern(int fd, long n, int dir, unsigned long *sum)
+{
+	static unsigned char buffer[65536];
+
+	for (long done = 0; done < n;) {
+		long chunk = n - done < (long)sizeof(buffer) ? n - done : (long)sizeof(buffer);
+
+		for (long i = 0; i < chunk; i++)
+			buffer[i] = pattern(done + i, n, dir);
+		ssize_t w = write(fd, buffer, chunk);
+		if (w <= 0)
+			return -1;
+		*sum = fnv(*sum, buffer, w);
+		done += w;
+	}
+	return 0;
+}
+
+static int check_pattern(int fd, long n, int dir, unsigned long *sum)
+{
+	static unsigned char buffer[65536];
+
+	for (long done = 0; done < n;) {
+		/* A stalled transfer must fail the test, not hang it. */
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		if (poll(&p, 1, 10000) != 1)
+			return -1;
+		ssize_t r = read(fd, buffer, n - done < (long)sizeof(buffer) ? n - done : (long)sizeof(buffer));
+		if (r <= 0)
+			return -1;
+		for (long i = 0; i < r; i++)
+			if (buffer[i] != pattern(done + i, n, dir))
+				return -2;
+		*sum = fnv(*sum, buffer, r);
+		done += r;
+	}
+	return 0;
+}
+
+/* A listener on ::1 (v6), on [::] accepting IPv4 too (mapped), or on 127.0.0.1. */
+static int make_listener(int v6, int mapped, int *port)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	int zero = 0, fd;
+
+	make_addr(v6 ? "::1" : mapped ? "::" : "127.0.0.1", 0, &ss, &len);
+	fd = socket(ss.ss_family, SOCK_STREAM, 0);
+	if (mapped)
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
+	if (fd < 0 || bind(fd, (struct sockaddr *)&ss, len) || listen(fd, 1))
+		return -1;
+	*port = local_port(fd);
+	return fd;
+}
+
+static int do_splice(const char *mode, const char *server_cgroup, const char *client_cgroup, int count, char **sizes)
+{
+	int v6 = !strcmp(mode, "6"), mapped = !strcmp(mode, "mapped"), status, port;
+	struct sockaddr_storage ss = { 0 };
+	socklen_t len;
+	unsigned long sum = 1469598103934665603ul, ignored = 0;
+	struct tcp_info info;
+	int listener, client, server;
+	pid_t child;
+
+	/* A socket belongs to the cgroup its creator was in at socket(): with a server cgroup, the
+	 * client socket is made first (in its cgroup, or where the helper runs), then the listener. */
+	if (strcmp(server_cgroup, "-")) {
+		if (strcmp(client_cgroup, "-") && join_cgroup(client_cgroup))
+			return report(-1);
+		client = socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM, 0);
+		if (join_cgroup(server_cgroup) || (listener = make_listener(v6, mapped, &port)) < 0)
+			return report(-1);
+	} else {
+		if ((listener = make_listener(v6, mapped, &port)) < 0)
+			return report(-1);
+		if (strcmp(client_cgroup, "-") && join_cgroup(client_cgroup))
+			return report(-1);
+		client = socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM, 0);
+	}
+	make_addr(v6 ? "::1" : "127.0.0.1", port, &ss, &len);
+	if (connect(client, (struct sockaddr *)&ss, len))
+		return report(-1);
+	server = accept(listener, NULL, NULL);
+	printf("lport %d\nrport %d\n", local_port(client), port);
+	fflush(stdout);
+	child = fork();
+	if (child == 0) {
+		close(client);
+		for (int i = 0; i < count; i++) {
+			long n = atol(sizes[i]);
+
+			if (check_pattern(server, n, 0, &ignored) || send_pattern(server, n, 1, &ignored))
+				_exit(1);
+		}
+		_exit(0);
+	}
+	close(server);
+	for (int i = 0; i < count; i++) {
+		long n = atol(sizes[i]);
+		unsigned long up = sum, down = sum;
+		int err;
+
+		if (send_pattern(client, n, 0, &up))
+			return report(-1);
+		if ((err = check_pattern(client, n, 1, &down))) {
+			printf("%s %ld\n", err == -2 ? "corrupt" : "short", n);
+			return report(-1);
+		}
+		printf("ok %ld %lx %lx\n", n, up, down);
+		fflush(stdout);
+	}
+	len = sizeof(info);
+	if (getsockopt(client, IPPROTO_TCP, TCP_INFO, &info, &len))
+		return report(-1);
+	printf("tcp_bytes_sent %llu\n", (unsigned long long)info.tcpi_bytes_sent);
+	close(client);
+	if (waitpid(child, &status, 0) != child || !WIFEXITED(status) || WEXITSTATUS(status))
+		return report(-EIO);
+	return report(0);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
@@ -237,6 +389,8 @@ int main(int argc, char **argv)
 		return do_tcpio(argv[2], atol(argv[3]), atol(argv[4]), 0);
 	if (!strcmp(argv[1], "tcpsession") && argc == 3)
 		return do_tcpio(argv[2], 0, 0, 1);
+	if (!strcmp(argv[1], "splice") && argc >= 6)
+		return do_splice(argv[2], argv[3], argv[4], argc - 5, argv + 5);
 	if (!strcmp(argv[1], "udp") && argc == 6)
 		return do_udp(argv[2], argv[3], atoi(argv[4]), atoi(argv[5]));
 	if (!strcmp(argv[1], "chown") && argc == 3)
