@@ -27,6 +27,8 @@ public enum Registry {
                spec: TcpTop.spec, main: TcpTop.main),
         Applet(name: "skbcount", summary: "count packets and bytes per cgroup", kind: .tracing,
                spec: SkbCount.spec, main: SkbCount.main),
+        Applet(name: "filter", summary: "create, fill and list the container filter maps; an OCI hook", kind: .support,
+               spec: Filter.spec, main: Filter.main),
         Applet(name: "install", summary: "install bpfbox, its applet links and man pages", kind: .support,
                spec: Install.spec, main: Install.main),
     ]
