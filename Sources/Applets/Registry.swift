@@ -9,6 +9,10 @@ public struct Applet: Sendable {
     public let kind: Kind
     public let spec: CommandSpec?
     public let main: @Sendable ([String]) -> Int32
+
+    /// The man page's file name in man/man8: the tool's own name for a tracing applet (as bcc's
+    /// tools have), `bpfbox-NAME.8` for a support applet, whose name alone would be too generic.
+    public var manPage: String { kind == .tracing ? "\(name).8" : "bpfbox-\(name).8" }
 }
 
 public enum Registry {
