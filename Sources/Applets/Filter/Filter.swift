@@ -8,13 +8,13 @@ import ContainerFilter
 public enum Filter {
     public static let spec = CommandSpec(
         name: "filter",
-        summary: "Create, fill, list and remove the container filter maps of --cgroupmap and --mntnsmap (bcc's layout), by cgroup, process or container; or keep them filled as an OCI hook.",
+        summary: "Manage the container filter maps of --cgroupmap and --mntnsmap; an OCI hook.",
         synopsis: [
             "create PATH --type cgroup|mntns [--entries N]",
-            "add|del PATH [--cgroup DIR] [--pid PID] [--container ID|NAME] [--id ID]...",
+            "add|del PATH --cgroup DIR|--pid PID|--container ID|--id ID...",
             "list PATH [--json]",
             "destroy PATH",
-            "oci-hook prestart|poststop [--cgroupmap PATH] [--mntnsmap PATH] [--strict]",
+            "oci-hook prestart|poststop [--cgroupmap PATH] [--mntnsmap PATH]",
         ],
         positionals: [("SUBCOMMAND", "create, add, del, list, destroy or oci-hook"),
                       ("PATH", "the map, pinned on bpffs (/sys/fs/bpf/...)")],
@@ -34,7 +34,7 @@ public enum Filter {
         examples: [
             ("filter create /sys/fs/bpf/cg --type cgroup", "an empty map for --cgroupmap"),
             ("filter add /sys/fs/bpf/cg --container web", "the cgroup of container web"),
-            ("filter add /sys/fs/bpf/ns --pid 4242", "the mount namespace of pid 4242"),
+            ("filter add /sys/fs/bpf/ns --pid 4242", "the mntns of pid 4242"),
             ("filter list /sys/fs/bpf/cg", "what each key is now"),
             ("filter del /sys/fs/bpf/cg --id 4294967345", "remove a stale key"),
         ]
