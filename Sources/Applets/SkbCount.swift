@@ -256,16 +256,7 @@ public enum SkbCount {
 
     /// What --pin leaves in its directory, and its removal.
     enum Pins {
-        static func entries(_ dir: String) -> [String] {
-            guard let handle = opendir(dir) else { return [] }
-            defer { closedir(handle) }
-            var names: [String] = []
-            while let entry = readdir(handle) {
-                let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-                if name != "." && name != ".." { names.append(name) }
-            }
-            return names.sorted()
-        }
+        static func entries(_ dir: String) -> [String] { FileSystem.entries(dir) }
 
         static func ours(_ name: String) -> Bool {
             name == "stats" || name == "counts" || name.hasPrefix("ingress-") || name.hasPrefix("egress-")
