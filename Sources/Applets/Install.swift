@@ -55,11 +55,11 @@ public enum Install {
                 let destination = prefix + "/share/man/man8"
                 try makeDirectories(destination)
                 var pages: [String] = []
-                for applet in Registry.applets where applet.kind == .tracing {
-                    let page = "\(source)/\(applet.name).8"
-                    guard access(page, R_OK) == 0 else { continue }
-                    try copyFile(page, to: "\(destination)/\(applet.name).8", mode: 0o644)
-                    pages.append(applet.name + ".8")
+                for applet in Registry.applets {
+                    let name = applet.manPage
+                    guard access("\(source)/\(name)", R_OK) == 0 else { continue }
+                    try copyFile("\(source)/\(name)", to: "\(destination)/\(name)", mode: 0o644)
+                    pages.append(name)
                 }
                 print("installed man pages in \(destination): \(pages.joined(separator: " "))")
             }

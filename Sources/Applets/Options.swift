@@ -29,12 +29,15 @@ public struct CommandSpec: Sendable {
     public let examples: [(command: String, meaning: String)]
     /// Option names after which every remaining word is a positional (`--exec CMD ARGS...`).
     public let stopAfter: Set<String>
+    /// Usage lines written by hand, for an applet with subcommands; else generated from the options.
+    public let synopsis: [String]
 
-    public init(name: String, summary: String, positionals: [(name: String, help: String)] = [],
+    public init(name: String, summary: String, synopsis: [String] = [], positionals: [(name: String, help: String)] = [],
                 options: [OptionSpec], examples: [(command: String, meaning: String)] = [],
                 stopAfter: Set<String> = []) {
         self.name = name
         self.summary = summary
+        self.synopsis = synopsis
         self.positionals = positionals
         self.options = [OptionSpec("h", "help", help: "show this help message and exit")] + options
         self.examples = examples
@@ -43,6 +46,9 @@ public struct CommandSpec: Sendable {
 
     /// One line: `usage: execsnoop [-h] [-T] [-u UID] ...`.
     public var usageLine: String {
+        if !synopsis.isEmpty {
+            return "usage: " + synopsis.map { name + " " + $0 }.joined(separator: "\n       ")
+        }
         var parts = ["usage: \(name)"]
         for option in options where !option.hidden {
             let flag = option.short.map { "-\($0)" } ?? "--\(option.long)"

@@ -68,7 +68,7 @@ public enum Preexisting {
         if let text = readFile(directory + "/cgroup.procs") {
             pids += text.split(separator: "\n").compactMap { Int32($0) }
         }
-        for name in directoryEntries(directory) {
+        for name in FileSystem.entries(directory) {
             var st = stat()
             let child = directory + "/" + name
             if lstat(child, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR { collectPIDs(child, into: &pids) }
@@ -78,7 +78,7 @@ public enum Preexisting {
     private static func socketInodes(_ pid: Int32) -> Set<UInt64> {
         var inodes: Set<UInt64> = []
         let dir = "/proc/\(pid)/fd"
-        for name in directoryEntries(dir) {
+        for name in FileSystem.entries(dir) {
             var buffer = [CChar](repeating: 0, count: 64)
             let n = readlink(dir + "/" + name, &buffer, buffer.count - 1)
             guard n > 0 else { continue }

@@ -9,6 +9,10 @@ public struct Applet: Sendable {
     public let kind: Kind
     public let spec: CommandSpec?
     public let main: @Sendable ([String]) -> Int32
+
+    /// The man page's file name in man/man8: the tool's own name for a tracing applet (as bcc's
+    /// tools have), `bpfbox-NAME.8` for a support applet, whose name alone would be too generic.
+    public var manPage: String { kind == .tracing ? "\(name).8" : "bpfbox-\(name).8" }
 }
 
 public enum Registry {
@@ -29,6 +33,8 @@ public enum Registry {
                spec: SkbCount.spec, main: SkbCount.main),
         Applet(name: "sockmap", summary: "splice local TCP connections of a cgroup socket to socket", kind: .tracing,
                spec: Sockmap.spec, main: Sockmap.main),
+        Applet(name: "filter", summary: "create, fill and list the container filter maps; an OCI hook", kind: .support,
+               spec: Filter.spec, main: Filter.main),
         Applet(name: "install", summary: "install bpfbox, its applet links and man pages", kind: .support,
                spec: Install.spec, main: Install.main),
     ]

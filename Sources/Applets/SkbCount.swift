@@ -237,7 +237,7 @@ public enum SkbCount {
 
     /// What --pin leaves in its directory, and its removal.
     enum Pins {
-        static func entries(_ dir: String) -> [String] { directoryEntries(dir).sorted() }
+        static func entries(_ dir: String) -> [String] { FileSystem.entries(dir) }
 
         static func ours(_ name: String) -> Bool {
             name == "stats" || name == "counts" || name.hasPrefix("ingress-") || name.hasPrefix("egress-")

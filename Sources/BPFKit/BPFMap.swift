@@ -41,6 +41,15 @@ public final class BPFMap {
         return BPFMap(fd: fd, label: path, owns: true)
     }
 
+    /// Creates a map (bpf_map_create). It lives while a descriptor or a pin refers to it.
+    public static func create(type: UInt32, name: String, keySize: UInt32, valueSize: UInt32,
+                              maxEntries: UInt32) throws(BPFError) -> BPFMap {
+        let fd = try libbpfCall("bpf_map_create", subject: name) {
+            bpf_map_create(bpf_map_type(type), name, keySize, valueSize, maxEntries, nil)
+        }
+        return BPFMap(fd: fd, label: name, owns: true)
+    }
+
     /// What the descriptor refers to: "bpf-map", "bpf-prog", "bpf-link" ... (from /proc/self/fd).
     public var objectKind: String {
         var buffer = [CChar](repeating: 0, count: 128)

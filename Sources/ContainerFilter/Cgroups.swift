@@ -70,31 +70,19 @@ public enum MountNamespace {
     }
 }
 
-/// The whole content of a (small, /proc or /sys) file, or nil when it cannot be read.
-public func readFile(_ path: String) -> String? {
+/// The text of a (small, /proc or /sys) file, at most `limit` bytes of it; nil when it cannot be read.
+public func readFile(_ path: String, limit: Int = .max) -> String? {
     let fd = open(path, O_RDONLY | O_CLOEXEC)
     guard fd >= 0 else { return nil }
     defer { close(fd) }
     var data = [UInt8]()
     var chunk = [UInt8](repeating: 0, count: 4096)
-    while true {
-        let n = read(fd, &chunk, chunk.count)
+    while data.count < limit {
+        let n = read(fd, &chunk, min(chunk.count, limit - data.count))
         if n <= 0 { break }
         data += chunk[0..<n]
     }
     return String(decoding: data, as: UTF8.self)
-}
-
-/// The names in a directory, without "." and "..", unsorted; empty when it cannot be read.
-public func directoryEntries(_ path: String) -> [String] {
-    guard let handle = opendir(path) else { return [] }
-    defer { closedir(handle) }
-    var names: [String] = []
-    while let entry = readdir(handle) {
-        let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-        if name != "." && name != ".." { names.append(name) }
-    }
-    return names
 }
 
 extension CgroupV2 {
@@ -129,5 +117,29 @@ extension CgroupV2 {
         if full == mount { return "/" }
         guard full.hasPrefix(mount + "/") else { return nil }
         return String(full.dropFirst(mount.count))
+    }
+}
+
+/// A process as `filter list` shows it.
+public struct ProcessEntry: Sendable, Equatable {
+    public let pid: Int32
+    public let comm: String
+
+    /// The process's name (`/proc/<pid>/comm`), nil when it is gone.
+    public static func comm(of pid: Int32, proc: String = "/proc") -> String? {
+        readFile("\(proc)/\(pid)/comm", limit: 64).map { String($0.prefix { $0 != "\n" }) }
+    }
+}
+
+extension MountNamespace {
+    /// Every process of the machine by mount namespace, pids ascending.
+    public static func processes(proc: String = "/proc") -> [UInt64: [ProcessEntry]] {
+        var result: [UInt64: [ProcessEntry]] = [:]
+        for pid in FileSystem.entries(proc).compactMap({ Int32($0) }).sorted() {
+            var st = stat()
+            guard stat("\(proc)/\(pid)/ns/mnt", &st) == 0, let comm = ProcessEntry.comm(of: pid, proc: proc) else { continue }
+            result[UInt64(st.st_ino), default: []].append(ProcessEntry(pid: pid, comm: comm))
+        }
+        return result
     }
 }

@@ -21,14 +21,43 @@ public enum FilterMapKind: Sendable {
     var keyMeaning: String { self == .cgroup ? "u64 cgroup id" : "u64 mount namespace id" }
     var valueMeaning: String { self == .cgroup ? "u64" : "u32" }
 
+    /// The name bpfbox and the bpftool hints give maps of this layout.
+    public var mapName: String { self == .cgroup ? "cgroupset" : "mntnsset" }
+    /// The word for this layout in `bpfbox filter --type`.
+    public var typeName: String { self == .cgroup ? "cgroup" : "mntns" }
+
     /// The bpftool command that creates a map of this layout at `path`.
     public func createCommand(_ path: String) -> String {
-        "bpftool map create \(path) type hash key 8 value \(valueSize) entries 1024 name \(self == .cgroup ? "cgroupset" : "mntnsset")"
+        "bpftool map create \(path) type hash key 8 value \(valueSize) entries 1024 name \(mapName)"
     }
 
     /// Opens the map pinned at `path` and checks that it has this layout.
     public func openPinned(_ given: String) throws(FilterError) -> BPFMap {
         let label = "\(option) \(given)"
+        let (map, info, path) = try Self.openHash(given, label: label, expected: layout, create: createCommand)
+        guard info.keySize == keySize else {
+            throw FilterError("\(label): map has key size \(info.keySize), expected \(keySize) (\(keyMeaning)); remove it (rm \(path)) and recreate it with: \(createCommand(path))")
+        }
+        guard info.valueSize == valueSize else {
+            let other: FilterMapKind = self == .cgroup ? .mntns : .cgroup
+            if info.valueSize == other.valueSize {
+                throw FilterError("\(label): map has value size \(info.valueSize), expected \(valueSize) (\(valueMeaning)); it has the \(other.option) layout: give it to \(other.option), or make a \(option) map with: \(createCommand("/sys/fs/bpf/NAME"))")
+            }
+            throw FilterError("\(label): map has value size \(info.valueSize), expected \(valueSize) (\(valueMeaning)); remove it (rm \(path)) and recreate it with: \(createCommand(path))")
+        }
+        return map
+    }
+
+    /// The layout a pinned map has, when it is one of the two filter layouts.
+    public static func of(_ info: MapInfo) -> FilterMapKind? {
+        guard info.type == MapInfo.hashType, info.keySize == 8 else { return nil }
+        return [FilterMapKind.cgroup, .mntns].first { $0.valueSize == info.valueSize }
+    }
+
+    /// Opens the pinned hash map at `given`; `expected` describes the layout wanted, `create`
+    /// says how to make one at a path.
+    static func openHash(_ given: String, label: String, expected layout: String,
+                         create: (String) -> String) throws(FilterError) -> (map: BPFMap, info: MapInfo, path: String) {
         var path = given
         while path.count > 1 && path.hasSuffix("/") { path.removeLast() }
         var st = stat()
@@ -38,21 +67,21 @@ public enum FilterMapKind: Sendable {
                 let dir = parentDirectory(path)
                 var dirStat = stat()
                 if stat(dir, &dirStat) != 0, dir.hasPrefix("/sys/fs/bpf/") {
-                    throw FilterError("\(label): no such map, and its directory \(dir) does not exist; create one with: mkdir -p \(dir) && \(createCommand(path))")
+                    throw FilterError("\(label): no such map, and its directory \(dir) does not exist; create one with: mkdir -p \(dir) && \(create(path))")
                 }
                 if stat(dir, &dirStat) != 0 || !Mounts.isOnBPFFS(dir) {
-                    throw FilterError("\(label): no such map, and \(dir) is not on a BPF filesystem; pin maps under /sys/fs/bpf (mount -t bpf bpf /sys/fs/bpf if it is not mounted), e.g. \(createCommand("/sys/fs/bpf/NAME"))")
+                    throw FilterError("\(label): no such map, and \(dir) is not on a BPF filesystem; pin maps under /sys/fs/bpf (mount -t bpf bpf /sys/fs/bpf if it is not mounted), e.g. \(create("/sys/fs/bpf/NAME"))")
                 }
-                throw FilterError("\(label): no map is pinned there; create one with: \(createCommand(path))")
+                throw FilterError("\(label): no map is pinned there; create one with: \(create(path))")
             }
             throw FilterError("\(label): \(BPFError.errnoText(code))")
         }
         if (st.st_mode & S_IFMT) == S_IFDIR {
             let example = Mounts.isOnBPFFS(path) ? path + "/NAME" : "/sys/fs/bpf/NAME"
-            throw FilterError("\(label): is a directory, not a pinned map; give the map's path, e.g. \(createCommand(example))")
+            throw FilterError("\(label): is a directory, not a pinned map; give the map's path, e.g. \(create(example))")
         }
         guard Mounts.isOnBPFFS(path) else {
-            throw FilterError("\(label): not on a BPF filesystem (bpffs); pin the map under /sys/fs/bpf, e.g. \(createCommand("/sys/fs/bpf/NAME"))")
+            throw FilterError("\(label): not on a BPF filesystem (bpffs); pin the map under /sys/fs/bpf, e.g. \(create("/sys/fs/bpf/NAME"))")
         }
         let map: BPFMap
         do {
@@ -70,20 +99,11 @@ public enum FilterMapKind: Sendable {
         guard info.type == MapInfo.hashType else {
             throw FilterError("\(label): map type is \(info.typeName), expected \(layout)")
         }
-        guard info.keySize == keySize else {
-            throw FilterError("\(label): map has key size \(info.keySize), expected \(keySize) (\(keyMeaning)); remove it (rm \(path)) and recreate it with: \(createCommand(path))")
-        }
-        guard info.valueSize == valueSize else {
-            let other: FilterMapKind = self == .cgroup ? .mntns : .cgroup
-            if info.valueSize == other.valueSize {
-                throw FilterError("\(label): map has value size \(info.valueSize), expected \(valueSize) (\(valueMeaning)); it has the \(other.option) layout: give it to \(other.option), or make a \(option) map with: \(createCommand("/sys/fs/bpf/NAME"))")
-            }
-            throw FilterError("\(label): map has value size \(info.valueSize), expected \(valueSize) (\(valueMeaning)); remove it (rm \(path)) and recreate it with: \(createCommand(path))")
-        }
-        return map
+        return (map, info, path)
     }
 
     var layout: String { "hash, key 8 bytes (\(keyMeaning)), value \(valueSize) bytes" }
+    static var filterLayouts: String { "hash, key 8 bytes, value 8 (--cgroupmap) or 4 bytes (--mntnsmap)" }
 }
 
 func parentDirectory(_ path: String) -> String {

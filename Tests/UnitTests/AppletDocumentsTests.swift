@@ -43,6 +43,24 @@ final class AppletDocumentsTests: XCTestCase {
         }
     }
 
+    /// Support applets need no example file nor tools/ link; those with options (all but
+    /// install, whose --help is its manual) have a man page that documents each option.
+    func testSupportAppletsWithOptionsHaveAManPage() throws {
+        let documented = Registry.applets.filter { $0.kind == .support && $0.name != "install" }
+        XCTAssertTrue(documented.contains { $0.name == "filter" })
+        for applet in documented {
+            let page = path("man/man8/\(applet.manPage)")
+            let text = try XCTUnwrap(FileManager.default.contents(atPath: page).map { String(decoding: $0, as: UTF8.self) },
+                                     "missing man page \(page)").replacingOccurrences(of: "\\-", with: "-")
+            for section in ["NAME", "SYNOPSIS", "DESCRIPTION", "REQUIREMENTS", "OPTIONS", "EXAMPLES", "SEE ALSO"] {
+                XCTAssertTrue(text.contains(".SH \(section)") || text.contains(".SH \"\(section)\""), "\(page) has no .SH \(section)")
+            }
+            for option in applet.spec?.options ?? [] where !option.hidden {
+                XCTAssertTrue(text.contains("--" + option.long), "\(page) does not document --\(option.long)")
+            }
+        }
+    }
+
     func testManPagesHaveTheStandardSections() throws {
         for applet in tracingApplets {
             let page = path("man/man8/\(applet.name).8")
