@@ -69,7 +69,37 @@ int BPF_PROG(bpfbox_follow_exit, struct task_struct *task)
 	return 0;
 }
 
-/* True when the current task is selected. Cheapest checks first. */
+/* --cgroup, --container: the current task's cgroup is one of the selected ones or below one. */
+static __always_inline bool bpfbox_in_subtrees(void)
+{
+	for (int i = 0; i < BPFBOX_MAX_SELECTORS; i++) {
+		if (i >= bpfbox_filter_cfg.subtrees)
+			break;
+		if (bpf_get_current_ancestor_cgroup_id(bpfbox_filter_cfg.subtree_level[i]) ==
+		    bpfbox_filter_cfg.subtree_id[i])
+			return true;
+	}
+	return false;
+}
+
+/* --mntns-of: the current task is in one of the selected mount namespaces. */
+static __always_inline bool bpfbox_in_namespaces(void)
+{
+	__u64 mntns = bpfbox_current_mntns();
+
+	for (int i = 0; i < BPFBOX_MAX_SELECTORS; i++) {
+		if (i >= bpfbox_filter_cfg.namespaces)
+			break;
+		if (mntns == bpfbox_filter_cfg.mntns_id[i])
+			return true;
+	}
+	return false;
+}
+
+/*
+ * True when the current task is selected. Cheapest checks first. Each kind of selector must
+ * match (AND); within a kind, any of the selected cgroups or namespaces will do (OR).
+ */
 static __always_inline bool bpfbox_filter_task(void)
 {
 	if (bpfbox_filter_cfg.by_tgid &&
@@ -96,6 +126,10 @@ static __always_inline bool bpfbox_filter_task(void)
 		if (!bpf_map_lookup_elem(&mntns_filter, &mntns))
 			return false;
 	}
+	if (bpfbox_filter_cfg.subtrees && !bpfbox_in_subtrees())
+		return false;
+	if (bpfbox_filter_cfg.namespaces && !bpfbox_in_namespaces())
+		return false;
 	return true;
 }
 

@@ -3,6 +3,9 @@
 #ifndef BPFBOX_FILTER_H
 #define BPFBOX_FILTER_H
 
+/* At most this many --cgroup/--container subtrees, and this many --mntns-of namespaces. */
+#define BPFBOX_MAX_SELECTORS 8
+
 /* Set before load in .rodata (bpfbox_filter_cfg); all-zero traces everything. */
 struct bpfbox_filter_config {
 	__u32 tgid;      /* process id to keep, when by_tgid */
@@ -12,7 +15,14 @@ struct bpfbox_filter_config {
 	__u8 by_tgid;
 	__u8 by_uid;
 	__u8 by_tree;    /* consult traced_tgids: a command bpfbox started and its descendants */
-	__u8 pad[3];
+	__u8 subtrees;   /* --cgroup, --container: keep tasks below one of these cgroups */
+	__u8 namespaces; /* --mntns-of: keep tasks in one of these mount namespaces */
+	__u8 pad;
+	/* A task is below cgroup subtree_id[i] when its ancestor at subtree_level[i] (0: the
+	 * cgroup2 root) is that cgroup. */
+	__u32 subtree_level[BPFBOX_MAX_SELECTORS];
+	__u64 subtree_id[BPFBOX_MAX_SELECTORS];
+	__u64 mntns_id[BPFBOX_MAX_SELECTORS];
 };
 
 #endif

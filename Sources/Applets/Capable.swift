@@ -94,7 +94,8 @@ public enum Capable {
                 }
             }
             let stacks = config.kernelStack || config.userStack ? try tracer.object.map("stacks").opened() : nil
-            let renderer = Renderer(config: config, clock: tracer, stacks: stacks, kernelSymbols: kernelSymbols)
+            let renderer = Renderer(config: config, clock: tracer, stacks: stacks, kernelSymbols: kernelSymbols,
+                                    containers: config.tracing.showContainers ? .host() : nil)
             return try tracer.stream(applet: "capable", json: config.tracing.json, header: renderer.table.header,
                                      decode: Event.init, render: renderer.render)
         }
@@ -144,18 +145,22 @@ public enum Capable {
         public let table: Table<Event>
         private let kernelSymbols: KernelSymbols?
 
-        public convenience init(config: Config, clock: EventClock?) {
-            self.init(config: config, clock: clock, stacks: nil, kernelSymbols: nil)
+        let containers: ContainerLabels?
+
+        public convenience init(config: Config, clock: EventClock?, containers: ContainerLabels? = nil) {
+            self.init(config: config, clock: clock, stacks: nil, kernelSymbols: nil, containers: containers)
         }
         private let userSymbols = UserSymbols()
 
-        init(config: Config, clock: EventClock?, stacks: BPFMap?, kernelSymbols: KernelSymbols?) {
+        init(config: Config, clock: EventClock?, stacks: BPFMap?, kernelSymbols: KernelSymbols?, containers: ContainerLabels?) {
             self.config = config
             self.clock = clock
             self.stacks = stacks
             self.kernelSymbols = kernelSymbols
-            var columns: [Column<Event>] = [
-                TaskColumns.clock(clock) { $0.task },
+            self.containers = containers
+            var columns: [Column<Event>] = [TaskColumns.clock(clock) { $0.task }]
+            if let containers { columns.append(containers.column { $0.task.cgroupID }) }
+            columns += [
                 Column("UID", width: 6) { String($0.euid) },
                 Column("PID", width: 6) { String($0.task.pid) },
                 Column("TID", width: 6) { String($0.task.tid) },
@@ -187,7 +192,7 @@ public enum Capable {
                 j.add("userns_id", e.userns)
                 if let kernel { j.add("kernel_stack", strings: kernel) }
                 if let user { j.add("user_stack", strings: user) }
-                e.task.addPlace(to: &j)
+                e.task.addPlace(to: &j, containers: containers)
                 return [j.line]
             }
             var lines = [table.row(e)]

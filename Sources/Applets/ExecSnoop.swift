@@ -81,7 +81,7 @@ public enum ExecSnoop {
                 // execveat is recent on some architectures: trace it where the kernel has it.
                 try object.skipMissingTracepoints { $0.name.hasSuffix("execveat") }
             }
-            let renderer = Renderer(config: config, clock: tracer)
+            let renderer = Renderer(config: config, clock: tracer, containers: config.tracing.showContainers ? .host() : nil)
             return try tracer.stream(applet: "execsnoop", json: config.tracing.json, header: renderer.table.header,
                                      decode: Event.init) { renderer.render($0).map { [$0] } ?? [] }
         }
@@ -151,14 +151,17 @@ public enum ExecSnoop {
     public struct Renderer {
         public let config: Config
         let clock: EventClock?
+        let containers: ContainerLabels?
         public let table: Table<Event>
 
-        public init(config: Config, clock: EventClock?) {
+        public init(config: Config, clock: EventClock?, containers: ContainerLabels? = nil) {
             self.config = config
             self.clock = clock
+            self.containers = containers
             var columns: [Column<Event>] = []
             if config.time { columns.append(TaskColumns.clock(clock) { $0.task }) }
             if config.timestamp { columns.append(TaskColumns.seconds(clock) { $0.task }) }
+            if let containers { columns.append(containers.column { $0.task.cgroupID }) }
             if config.printUID { columns.append(TaskColumns.uid { $0.task }) }
             let quote = config.quote, maxArgs = config.maxArgs
             columns += [
@@ -210,7 +213,7 @@ public enum ExecSnoop {
             j.add("argv", strings: e.argv.map { String(decoding: $0, as: UTF8.self) })
             j.add("argv_truncated", e.argvTruncated)
             j.add("script", e.isScript)
-            e.task.addPlace(to: &j)
+            e.task.addPlace(to: &j, containers: containers)
             return j.line
         }
     }

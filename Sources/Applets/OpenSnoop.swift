@@ -143,7 +143,7 @@ public enum OpenSnoop {
                 // open(2) and creat(2) do not exist on every architecture: trace what the kernel has.
                 try object.skipMissingTracepoints { $0.tracepoint?.category == "syscalls" }
             }
-            let renderer = Renderer(config: config, clock: tracer)
+            let renderer = Renderer(config: config, clock: tracer, containers: config.tracing.showContainers ? .host() : nil)
             return try tracer.stream(applet: "opensnoop", json: config.tracing.json, header: renderer.table.header,
                                      duration: config.duration, before: { held?.release() },
                                      until: { held?.exited ?? false }, decode: Event.init) { renderer.render($0).map { [$0] } ?? [] }
@@ -241,15 +241,18 @@ public enum OpenSnoop {
     public struct Renderer {
         public let config: Config
         let clock: EventClock?
+        let containers: ContainerLabels?
         public let table: Table<Event>
 
-        public init(config: Config, clock: EventClock?) {
+        public init(config: Config, clock: EventClock?, containers: ContainerLabels? = nil) {
             self.config = config
             self.clock = clock
+            self.containers = containers
             var columns: [Column<Event>] = []
             if config.timestamp {
                 columns.append(TaskColumns.seconds(clock, width: 14, decimals: 9) { $0.task })
             }
+            if let containers { columns.append(containers.column { $0.task.cgroupID }) }
             if config.printUID { columns.append(TaskColumns.uid { $0.task }) }
             let byTID = config.tid != nil
             columns += [
@@ -284,7 +287,7 @@ public enum OpenSnoop {
             j.add("dirfd", e.dirfd)
             j.add("path", bytes: e.path)
             if e.directory != nil { j.add("full_path", bytes: e.displayPath) }
-            e.task.addPlace(to: &j)
+            e.task.addPlace(to: &j, containers: containers)
             return j.line
         }
     }

@@ -22,6 +22,7 @@ public enum SkbCount {
         ] + TracingOptions.specs.compactMap { option in
             switch option.long {
             case "ringbuf-kb": return nil // skbcount sends no events
+            case "cgroup", "mntns-of", "containers": return nil // its own -c; packets have no task
             case "json": return OptionSpec(nil, "json", help: "print one JSON object per cgroup per interval (NDJSON)")
             default: return option
             }
@@ -70,11 +71,12 @@ public enum SkbCount {
             noClear = parsed.has("noclear")
             noSummary = parsed.has("nosummary")
             tracing = try TracingOptions(parsed)
-            if !command.isEmpty && (!cgroups.isEmpty || tracing.cgroupMap != nil) {
+            tracing.cgroups = [] // -c/--cgroup: attached to, not a task filter
+            if !command.isEmpty && (!cgroups.isEmpty || !tracing.containers.isEmpty || tracing.cgroupMap != nil) {
                 throw UsageError("--run makes its own cgroup: it cannot be combined with -c or --cgroupmap")
             }
-            if !cgroups.isEmpty && tracing.cgroupMap != nil {
-                throw UsageError("-c and --cgroupmap exclude each other")
+            if (!cgroups.isEmpty || !tracing.containers.isEmpty) && tracing.cgroupMap != nil {
+                throw UsageError("-c/--container and --cgroupmap exclude each other")
             }
             pin = parsed.value("pin")
             unpin = parsed.value("unpin")
@@ -125,9 +127,9 @@ public enum SkbCount {
                 runCgroup = mount + path
                 selected = [SelectedCgroup(path: path, id: try CgroupV2.id(ofDirectory: mount + path))]
             } else {
-                for given in config.cgroups {
-                    let cgroup = try SelectedCgroup(given, option: "-c", mount: mount)
-                    if !selected.contains(where: { $0.id == cgroup.id }) { selected.append(cgroup) }
+                for cgroup in try config.cgroups.map({ try SelectedCgroup($0, option: "-c", mount: mount) })
+                    + config.tracing.containerCgroups(mount: mount) where !selected.contains(where: { $0.id == cgroup.id }) {
+                    selected.append(cgroup)
                 }
                 if selected.isEmpty { selected = [try SelectedCgroup.root(mount: mount)] }
             }

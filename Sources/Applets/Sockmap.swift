@@ -15,6 +15,7 @@ public enum Sockmap {
             OptionSpec("c", "cgroup", value: "PATH", help: "accelerate the TCP connections of this cgroup-v2 directory and its descendants (repeatable)"),
             OptionSpec(nil, "cgroupmap", value: "PATH", help: "accelerate only sockets whose cgroup-v2 id is a key of the hash map pinned at PATH (bcc layout)"),
             OptionSpec(nil, "mntnsmap", value: "PATH", help: "not applicable: a socket has no mount namespace (rejected)", hidden: true),
+            OptionSpec(nil, "container", value: "ID|NAME", help: "accelerate this container's TCP connections (id, unique id prefix or name; repeatable)"),
             OptionSpec(nil, "json", help: "print one JSON object per interval (NDJSON)"),
             OptionSpec("v", "verbose", help: "say which connections are tracked, and why others are not accelerated"),
             OptionSpec(nil, "apply-bytes", value: "N", help: "let one redirect decision cover N bytes (default 0: decide every write); spliced bytes are then not counted"),
@@ -42,15 +43,17 @@ public enum Sockmap {
             (interval, count) = try ParseValue.intervalAndCount(parsed.positionals)
             cgroups = parsed.all("cgroup")
             tracing = try TracingOptions(parsed)
+            tracing.cgroups = [] // -c/--cgroup: attached to, not a task filter
             if let text = parsed.value("apply-bytes") {
                 guard let value = UInt32(text) else { throw UsageError("--apply-bytes: '\(text)' is not a byte count from 0 to \(UInt32.max)") }
                 applyBytes = value
             }
-            if cgroups.isEmpty && tracing.cgroupMap == nil {
-                throw UsageError("say which cgroup to accelerate: -c CGROUP_DIR (or --cgroupmap PATH)")
+            let selectsCgroups = !cgroups.isEmpty || !tracing.containers.isEmpty
+            if !selectsCgroups && tracing.cgroupMap == nil {
+                throw UsageError("say which cgroup to accelerate: -c CGROUP_DIR, --container ID or --cgroupmap PATH")
             }
-            if !cgroups.isEmpty && tracing.cgroupMap != nil {
-                throw UsageError("-c and --cgroupmap exclude each other")
+            if selectsCgroups && tracing.cgroupMap != nil {
+                throw UsageError("-c/--container and --cgroupmap exclude each other")
             }
         }
     }
@@ -108,9 +111,9 @@ public enum Sockmap {
             let config = try Config(parsed)
             let mount = try cgroup2Mount()
             var selected: [SelectedCgroup] = []
-            for given in config.cgroups {
-                let cgroup = try SelectedCgroup(given, option: "-c", mount: mount)
-                if !selected.contains(where: { $0.id == cgroup.id }) { selected.append(cgroup) }
+            for cgroup in try config.cgroups.map({ try SelectedCgroup($0, option: "-c", mount: mount) })
+                + config.tracing.containerCgroups(mount: mount) where !selected.contains(where: { $0.id == cgroup.id }) {
+                selected.append(cgroup)
             }
             // --cgroupmap: attach at the root; the program keeps only the listed cgroups' sockets.
             let attachAt = selected.isEmpty ? [try SelectedCgroup.root(mount: mount)] : SelectedCgroup.outermost(selected)
@@ -135,7 +138,7 @@ public enum Sockmap {
             let stats = try tracer.object.map("stats").opened()
             let renderer = Renderer(json: config.tracing.json, countsBytes: config.applyBytes == 0)
             let output = Output()
-            let names = CgroupNames(mount: mount)
+            let paths = CgroupPaths(mount: mount)
             let place = selected.isEmpty ? "the cgroups of \(config.tracing.cgroupMap!)" : selected.map(\.path).joined(separator: " ")
 
             if !config.tracing.json {
@@ -146,10 +149,10 @@ public enum Sockmap {
                 try tracer.onEvent { raw in
                     guard let event = Event(raw) else { return }
                     output.line(renderer.render(event, wallNs: tracer.wallClock(event.timestampNs),
-                                                cgroup: event.cgroupID == 0 ? nil : names[event.cgroupID],
+                                                cgroup: event.cgroupID == 0 ? nil : paths.path(event.cgroupID) ?? "cgroup id \(event.cgroupID)",
                                                 peerIsLocal: local.contains(event.peer)))
                 }
-                let scanned = try config.tracing.cgroupMap.map { try BPFMap.openPinned($0).keys(UInt64.self).compactMap { names.names[$0] } }
+                let scanned = try config.tracing.cgroupMap.map { try BPFMap.openPinned($0).keys(UInt64.self).compactMap { paths.path($0) } }
                     ?? selected.map(\.path)
                 let before = Preexisting.connections(inCgroups: scanned, mount: mount)
                 for line in renderer.preexisting(before, wallNs: wallNow()) { output.line(line) }
@@ -260,23 +263,6 @@ public enum Sockmap {
         func contains(_ endpoint: Endpoint) -> Bool {
             if endpoint.family == NetAddress.inet && endpoint.address[0] == 127 { return true }
             return addresses.contains(endpoint.address)
-        }
-    }
-
-    /// Cgroup paths by id, read again when an id is new.
-    final class CgroupNames {
-        let mount: String
-        var names: [UInt64: String]
-
-        init(mount: String) {
-            self.mount = mount
-            names = CgroupV2.tree(mount: mount)
-        }
-
-        subscript(id: UInt64) -> String {
-            if let name = names[id] { return name }
-            names = CgroupV2.tree(mount: mount)
-            return names[id] ?? "cgroup id \(id)"
         }
     }
 

@@ -56,10 +56,11 @@ public struct TaskInfo: Equatable, Sendable {
         j.add("comm", bytes: comm)
     }
 
-    /// Where: cgroup_id, mntns_id (last in every event's JSON).
-    func addPlace(to j: inout JSONLine) {
+    /// Where: cgroup_id, mntns_id, and with --containers the container (last in every event's JSON).
+    func addPlace(to j: inout JSONLine, containers: ContainerLabels?) {
         j.add("cgroup_id", cgroupID)
         j.add("mntns_id", mntnsID)
+        containers?.add(cgroupID, to: &j)
     }
 }
 

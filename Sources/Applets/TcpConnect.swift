@@ -86,7 +86,7 @@ public enum TcpConnect {
             }
             tracer.lostExplanation = "the ring buffer or the table of connects in flight (16384) is full; a larger --ringbuf-kb or a narrower filter (-P, -p, a cgroup map) helps"
             let output = Output()
-            let renderer = Renderer(config: config, clock: tracer)
+            let renderer = Renderer(config: config, clock: tracer, containers: config.tracing.showContainers ? .host() : nil)
             var counts: [CountKey: Int] = [:]
             if !config.tracing.json {
                 output.line(config.count ? "Tracing connects... Hit Ctrl-C to end" : renderer.table.header)
@@ -172,13 +172,16 @@ public enum TcpConnect {
     public struct Renderer {
         public let config: Config
         let clock: EventClock?
+        let containers: ContainerLabels?
         public let table: Table<Event>
 
-        public init(config: Config, clock: EventClock?) {
+        public init(config: Config, clock: EventClock?, containers: ContainerLabels? = nil) {
             self.config = config
             self.clock = clock
+            self.containers = containers
             var columns: [Column<Event>] = []
             if config.timestamp { columns.append(TaskColumns.seconds(clock, width: 9) { $0.task }) }
+            if let containers { columns.append(containers.column { $0.task.cgroupID }) }
             if config.printUID { columns.append(TaskColumns.uid { $0.task }) }
             columns += [
                 Column("PID", width: 7) { String($0.task.pid) },
@@ -209,7 +212,7 @@ public enum TcpConnect {
             j.add("outcome", e.outcomeName)
             j.add("error", e.error > 0 ? ErrnoName.name(e.error) : nil)
             j.add("latency_ms", Double(e.latencyNs) / 1e6)
-            e.task.addPlace(to: &j)
+            e.task.addPlace(to: &j, containers: containers)
             return j.line
         }
 

@@ -90,7 +90,7 @@ public enum TcpTop {
             tracer.lostExplanation = "its connection table is full (10240 connections); a narrower filter (-p, -4/-6, a cgroup map) helps"
             let traffic = try tracer.object.map("traffic").opened()
             let output = Output()
-            let renderer = Renderer(config: config, clock: tracer)
+            let renderer = Renderer(config: config, clock: tracer, containers: config.tracing.showContainers ? .host() : nil)
             if !config.tracing.json {
                 output.line("Tracing... Output every \(formatInterval(config.interval)) secs. Hit Ctrl-C to end")
                 output.flush()
@@ -154,14 +154,18 @@ public enum TcpTop {
     public struct Renderer {
         public let config: Config
         let clock: EventClock?
+        let containers: ContainerLabels?
 
-        public init(config: Config, clock: EventClock?) {
+        public init(config: Config, clock: EventClock?, containers: ContainerLabels? = nil) {
             self.config = config
             self.clock = clock
+            self.containers = containers
         }
 
         func table(local: String, remote: String, width: Int) -> Table<Row> {
-            Table([
+            var columns: [Column<Row>] = []
+            if let containers { columns.append(containers.column { $0.cgroupID }) }
+            return Table(columns + [
                 Column("PID", width: 7) { String($0.pid) },
                 Column("COMM", width: 12) { Escape.terminal($0.comm.prefix(12)) },
                 Column(local, width: width) { NetAddress.endpoint(family: $0.family, bytes: $0.laddr, port: $0.lport) },
@@ -201,6 +205,7 @@ public enum TcpTop {
                     j.add("rx_bytes", row.received)
                     j.add("tx_bytes", row.sent)
                     j.add("cgroup_id", row.cgroupID)
+                    containers?.add(row.cgroupID, to: &j)
                     return j.line
                 }
             }

@@ -14,6 +14,10 @@ public struct TracingOptions {
     public static let specs: [OptionSpec] = [
         OptionSpec(nil, "cgroupmap", value: "PATH", help: "trace only tasks whose cgroup-v2 id is a key of the hash map pinned at PATH (bcc layout)"),
         OptionSpec(nil, "mntnsmap", value: "PATH", help: "trace only tasks whose mount namespace id is a key of the hash map pinned at PATH (bcc layout)"),
+        OptionSpec(nil, "cgroup", value: "DIR", help: "trace only tasks in this cgroup-v2 directory or below it (repeatable; a pod's cgroup selects all its containers)"),
+        OptionSpec(nil, "container", value: "ID|NAME", help: "trace only this container's tasks (id, unique id prefix or name; repeatable)"),
+        OptionSpec(nil, "mntns-of", value: "PID", help: "trace only tasks in the mount namespace of process PID (repeatable)"),
+        OptionSpec(nil, "containers", help: "show the container of each event (CONTAINER column; a container object in JSON)"),
         OptionSpec(nil, "json", help: "print one JSON object per event (NDJSON)"),
         OptionSpec(nil, "verbose", help: "show libbpf's log"),
         OptionSpec(nil, "ringbuf-kb", value: "KB", help: "size of the event ring buffer in KiB (a power of two; default 256)"),
@@ -21,6 +25,12 @@ public struct TracingOptions {
 
     public var cgroupMap: String?
     public var mntnsMap: String?
+    /// Direct selectors, resolved when the tracer starts (`selecting(_:)`).
+    public var cgroups: [String]
+    public var containers: [String]
+    public var mntnsOf: [Int32] = []
+    /// --containers: label events with their container.
+    public var showContainers: Bool
     public var json: Bool
     public var verbose: Bool
     public var ringBufferBytes: UInt32?
@@ -28,6 +38,10 @@ public struct TracingOptions {
     public init(_ parsed: ParsedOptions) throws(UsageError) {
         cgroupMap = parsed.value("cgroupmap")
         mntnsMap = parsed.value("mntnsmap")
+        cgroups = parsed.all("cgroup")
+        containers = parsed.all("container")
+        for text in parsed.all("mntns-of") { mntnsOf.append(Int32(bitPattern: try ParseValue.pid(text, option: "--mntns-of"))) }
+        showContainers = parsed.has("containers")
         json = parsed.has("json")
         verbose = parsed.has("verbose")
         if let kb = parsed.value("ringbuf-kb") {
@@ -37,8 +51,52 @@ public struct TracingOptions {
             }
             ringBufferBytes = UInt32(value * 1024)
         }
+        if cgroups.count + containers.count > CgroupSubtree.limit {
+            throw UsageError("--cgroup and --container: at most \(CgroupSubtree.limit) in all; list more cgroups in a --cgroupmap map")
+        }
+        if mntnsOf.count > CgroupSubtree.limit {
+            throw UsageError("--mntns-of: at most \(CgroupSubtree.limit); list more namespaces in a --mntnsmap map")
+        }
         if cgroupMap?.isEmpty == true { throw UsageError("--cgroupmap: the path is empty") }
         if mntnsMap?.isEmpty == true { throw UsageError("--mntnsmap: the path is empty") }
+    }
+}
+
+extension TracingOptions {
+    /// `filter` with the direct selectors added: --cgroup and --container as cgroup subtrees,
+    /// --mntns-of as mount namespaces. Each one is checked now, with a line naming it on failure.
+    public func selecting(_ filter: TaskFilter) throws -> TaskFilter {
+        var filter = filter
+        if !cgroups.isEmpty || !containers.isEmpty {
+            let mount = try cgroup2Mount()
+            for given in cgroups {
+                let cgroup = try SelectedCgroup(given, option: "--cgroup", mount: mount)
+                filter.subtrees.append(CgroupSubtree(path: cgroup.path, id: cgroup.id))
+            }
+            for cgroup in try containerCgroups(mount: mount) {
+                filter.subtrees.append(CgroupSubtree(path: cgroup.path, id: cgroup.id))
+            }
+        }
+        for pid in mntnsOf {
+            guard kill(pid, 0) == 0 || errno == EPERM else {
+                throw RuntimeFailure("--mntns-of \(pid): no such process (it may have exited); give the pid of a running process of the container")
+            }
+            do throws(FilterError) { filter.mountNamespaces.append(try MountNamespace.id(ofPID: pid)) } catch {
+                throw RuntimeFailure("--mntns-of \(pid): \(error.description)")
+            }
+        }
+        return filter
+    }
+
+    /// The cgroups of the --container selections.
+    func containerCgroups(mount: String) throws -> [SelectedCgroup] {
+        guard !containers.isEmpty else { return [] }
+        let resolver = ContainerResolver()
+        return try containers.map { query in
+            let container: Container
+            do throws(FilterError) { container = try resolver.find(query) } catch { throw RuntimeFailure("--container: \(error.description)") }
+            return try SelectedCgroup(mount + container.cgroupPath, option: "--container \(query):", mount: mount)
+        }
     }
 }
 
@@ -66,7 +124,8 @@ public final class Tracer {
         }
         LibbpfLog.configure(verbose: options.verbose)
         let opened: OpenedTaskFilter
-        do { opened = try filter.openMaps() } catch { throw RuntimeFailure(error.description) }
+        let selected = try options.selecting(filter)
+        do { opened = try selected.openMaps() } catch { throw RuntimeFailure(error.description) }
         let object = try BPFObject(embedded: embedded)
         self.object = object
         try opened.apply(to: object)

@@ -121,6 +121,10 @@ public struct TaskFilter: Sendable {
     public var mntnsMapPath: String?
     /// Trace only this process and the processes it forks (a command bpfbox started).
     public var tree: UInt32?
+    /// --cgroup, --container: cgroups whose tasks (their own and their descendants') are kept.
+    public var subtrees: [CgroupSubtree] = []
+    /// --mntns-of: mount namespaces whose tasks are kept.
+    public var mountNamespaces: [UInt64] = []
 
     public init(pid: UInt32? = nil, uid: UInt32? = nil, cgroupMapPath: String? = nil, mntnsMapPath: String? = nil,
                 tree: UInt32? = nil) {
@@ -159,6 +163,21 @@ public struct OpenedTaskFilter {
             config.by_mntns = 1
         }
         if filter.tree != nil { config.by_tree = 1 }
+        config.subtrees = UInt8(filter.subtrees.count)
+        withUnsafeMutableBytes(of: &config.subtree_level) { levels in
+            withUnsafeMutableBytes(of: &config.subtree_id) { ids in
+                for (index, subtree) in filter.subtrees.enumerated() {
+                    levels.storeBytes(of: subtree.level, toByteOffset: index * 4, as: UInt32.self)
+                    ids.storeBytes(of: subtree.id, toByteOffset: index * 8, as: UInt64.self)
+                }
+            }
+        }
+        config.namespaces = UInt8(filter.mountNamespaces.count)
+        withUnsafeMutableBytes(of: &config.mntns_id) { ids in
+            for (index, id) in filter.mountNamespaces.enumerated() {
+                ids.storeBytes(of: id, toByteOffset: index * 8, as: UInt64.self)
+            }
+        }
         // The followers cost a program run per fork and exit: load them only when they are used.
         for name in ["bpfbox_follow_fork", "bpfbox_follow_exit"] {
             if let follower = try? object.program(name) { follower.autoload = filter.tree != nil }
@@ -171,4 +190,20 @@ public struct OpenedTaskFilter {
         guard let root = filter.tree else { return }
         try object.map("traced_tgids").opened().update(root, UInt8(1))
     }
+}
+
+/// A cgroup-v2 directory selected with its descendants: its id and its depth below the root.
+public struct CgroupSubtree: Sendable, Equatable {
+    public let path: String   // relative to the cgroup2 mount
+    public let id: UInt64
+    public let level: UInt32  // 0 for the root
+
+    public init(path: String, id: UInt64) {
+        self.path = path
+        self.id = id
+        level = UInt32(path.split(separator: "/").count)
+    }
+
+    /// At most this many subtrees, and this many mount namespaces, per run.
+    public static let limit = Int(BPFBOX_MAX_SELECTORS)
 }

@@ -120,6 +120,34 @@ final class RuncContainerTests: XCTestCase {
         tool.stop()
     }
 
+    func testContainerSelectorAndContainersColumn() throws {
+        try configure(args: ["sleep", "1000"])
+        let id = try startContainer()
+        let tool = try Tool(["execsnoop", "--json", "--containers", "--container", id])
+        waitUntilAttached(tool) { marker in
+            _ = try? runCommand(Self.runc!, ["exec", id, "/bin/echo", marker])
+        }
+        let host = uniqueMarker("host"), inside = uniqueMarker("inside")
+        _ = try runCommand("/bin/echo", [host])
+        _ = try runCommand(Self.runc!, ["exec", id, "/bin/echo", inside])
+        let event = try XCTUnwrap(tool.waitForEvent(argv: inside), "the container's exec not shown")
+        let container = try XCTUnwrap(event["container"] as? [String: Any], "no container object: \(event)")
+        XCTAssertEqual(container["id"] as? String, id)
+        XCTAssertEqual(container["runtime"] as? String, "runc")
+        XCTAssertFalse(tool.hasLine(containing: host), "a host exec was shown")
+        tool.stop()
+
+        let table = try Tool(["execsnoop", "--containers", "--container", id])
+        waitUntilAttached(table) { marker in
+            _ = try? runCommand(Self.runc!, ["exec", id, "/bin/echo", marker])
+        }
+        let again = uniqueMarker("table")
+        _ = try runCommand(Self.runc!, ["exec", id, "/bin/echo", again])
+        let line = try XCTUnwrap(table.stdout.wait(timeout: 20) { $0.contains(again) })
+        XCTAssertTrue(line.hasPrefix(String(id.prefix(12))), "CONTAINER column: \(line)")
+        table.stop()
+    }
+
     func testOCIHookCatchesTheFirstExecAndCleansUp() throws {
         let dir = mapDirectory()
         let cgroupMap = dir + "/cg", mntnsMap = dir + "/ns"

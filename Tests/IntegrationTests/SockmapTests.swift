@@ -199,7 +199,7 @@ final class SockmapTests: XCTestCase {
         for (arguments, message) in [
             ([String](), "say which cgroup to accelerate"),
             (["--mntnsmap", "/sys/fs/bpf/x"], "--mntnsmap does not apply to sockets"),
-            (["-c", "/sys/fs/cgroup", "--cgroupmap", "/sys/fs/bpf/x"], "-c and --cgroupmap exclude each other"),
+            (["-c", "/sys/fs/cgroup", "--cgroupmap", "/sys/fs/bpf/x"], "-c/--container and --cgroupmap exclude each other"),
             (["-c", "/sys/fs/cgroup", "--apply-bytes", "lots"], "--apply-bytes: 'lots' is not a byte count"),
         ] {
             let result = try runCommand(bpfboxPath, ["sockmap"] + arguments)

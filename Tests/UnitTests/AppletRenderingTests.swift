@@ -1,4 +1,5 @@
 import Applets
+import ContainerFilter
 import BPFSupport
 import Foundation
 import XCTest
@@ -195,5 +196,35 @@ final class AppletRenderingTests: XCTestCase {
         XCTAssertEqual(v6.map { "\($0.local.text) \($0.remote.text) \($0.inode)" },
                        ["[::1]:443 [::1]:50000 3333", "127.0.0.1:8080 127.0.0.1:41000 4444"])
         XCTAssertEqual(v6.last?.local.family, 2, "v4-mapped entries are keyed as IPv4, as the BPF side does")
+    }
+
+    // MARK: --containers
+
+    func testContainersColumnAndJSON() throws {
+        let web = Container(id: "4f3c2b1a0e9d8c7b6a5f4e3d2c1b0a99887766554433221100ffeeddccbbaa99", name: "web",
+                            runtime: .docker, cgroupPath: "/system.slice/docker-4f3c2b1a0e9d.scope")
+        let pod = Container(id: "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", runtime: .cri,
+                            cgroupPath: "/kubepods/burstable/pod11/0123456789ab", podUID: "11")
+        var resolved: [UInt64] = []
+        let labels = ContainerLabels { id in
+            resolved.append(id)
+            return id == 7 ? web : id == 8 ? pod : nil
+        }
+        var host = task, inWeb = task, inPod = task
+        host.cgroupID = 1
+        inWeb.cgroupID = 7
+        inPod.cgroupID = 8
+        let renderer = OpenSnoop.Renderer(config: try OpenSnoop.Config(parse(OpenSnoop.spec, ["--containers"])), clock: nil,
+                                          containers: labels)
+        let events = [host, inWeb, inPod, inWeb].map { OpenSnoop.Event(task: $0, ret: 3, path: Array("/etc/hosts".utf8)) }
+        var text = renderer.table.header + "\n"
+        text += events.map(renderer.table.row).joined(separator: "\n") + "\n"
+        for event in events.prefix(3) {
+            let line = renderer.json(event)
+            assertValidJSON(line)
+            text += line + "\n"
+        }
+        assertSnapshot(text, named: "containers")
+        XCTAssertEqual(resolved, [1, 7, 8], "each cgroup is resolved once")
     }
 }

@@ -1,0 +1,73 @@
+@preconcurrency import Glibc
+import ContainerFilter
+
+/// Cgroup paths by id, from the cgroup2 tree; read again for an unknown id, at most once a second.
+final class CgroupPaths {
+    let mount: String
+    private(set) var paths: [UInt64: String]
+    private var readAt = monotonicNow()
+
+    init(mount: String) {
+        self.mount = mount
+        paths = CgroupV2.tree(mount: mount)
+    }
+
+    /// The path below the mount ("/" for the root), or nil for a cgroup that is gone.
+    func path(_ id: UInt64) -> String? {
+        if let path = paths[id] { return path }
+        guard monotonicNow() - readAt > 1_000_000_000 else { return nil }
+        paths = CgroupV2.tree(mount: mount)
+        readAt = monotonicNow()
+        return paths[id]
+    }
+}
+
+/// --containers: the container an event's cgroup belongs to, resolved once per cgroup id.
+public final class ContainerLabels {
+    private let lookup: (UInt64) -> Container?
+    private var cache: [UInt64: Container?] = [:]
+
+    public init(lookup: @escaping (UInt64) -> Container?) { self.lookup = lookup }
+
+    /// Resolution on this host: cgroup id -> cgroup path -> container (runtime state files).
+    public static func host() -> ContainerLabels {
+        guard let mount = CgroupV2.mountPoint() else { return ContainerLabels { _ in nil } }
+        let paths = CgroupPaths(mount: mount)
+        let resolver = ContainerResolver()
+        // systemd units are named by their cgroup path already; CONTAINER is for containers.
+        return ContainerLabels { id in
+            paths.path(id).flatMap { resolver.resolve(cgroupPath: $0) }.flatMap { $0.runtime == .systemd ? nil : $0 }
+        }
+    }
+
+    public func container(_ cgroupID: UInt64) -> Container? {
+        if let known = cache[cgroupID] { return known }
+        let found = lookup(cgroupID)
+        cache[cgroupID] = found
+        return found
+    }
+
+    /// CONTAINER: the name, or the short id when the runtime keeps no name; "-" on the host.
+    func column<Row>(_ cgroupID: @escaping (Row) -> UInt64) -> Column<Row> {
+        Column("CONTAINER", width: 12) { [self] row in
+            container(cgroupID(row)).map { Escape.terminal($0.name == $0.id ? $0.shortID : $0.name) } ?? "-"
+        }
+    }
+
+    /// "container": {id, name, runtime, pod_uid, pod, namespace, cgroup}, or null on the host.
+    func add(_ cgroupID: UInt64, to j: inout JSONLine) {
+        guard let c = container(cgroupID) else {
+            j.addRaw("container", "null")
+            return
+        }
+        var o = JSONLine()
+        o.add("id", c.id)
+        o.add("name", c.name)
+        o.add("runtime", c.runtime.rawValue)
+        o.add("pod_uid", c.podUID)
+        o.add("pod", c.podName)
+        o.add("namespace", c.podNamespace ?? c.namespace)
+        o.add("cgroup", c.cgroupPath)
+        j.addRaw("container", o.line)
+    }
+}
