@@ -156,6 +156,11 @@ final class FilterTests: XCTestCase {
         let missing = try filter(["oci-hook", "prestart", "--cgroupmap", path + "-missing"], stdin: "{\"id\":\"x\",\"pid\":1}")
         XCTAssertEqual(missing.status, 0)
         XCTAssertTrue(missing.stderr.contains("no map is pinned there"), missing.stderr)
+        // Arguments the hook cannot use: said, and the container still starts.
+        let noMap = try filter(["oci-hook", "prestart"], stdin: "{\"id\":\"x\",\"pid\":1}")
+        XCTAssertEqual(noMap.status, 0, noMap.stderr)
+        XCTAssertTrue(noMap.stderr.contains("needs --cgroupmap PATH"), noMap.stderr)
+        XCTAssertEqual(try filter(["oci-hook", "prestart", "--strict"], stdin: "{}").status, 2)
         XCTAssertEqual(try dumpedKeys(path), [])
     }
 }

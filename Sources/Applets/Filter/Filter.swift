@@ -53,6 +53,16 @@ public enum Filter {
     static let subcommands = ["create", "add", "del", "list", "destroy", "oci-hook"]
 
     public static func main(_ arguments: [String]) -> Int32 {
+        let status = run(arguments)
+        // A hook with arguments it cannot use must not fail the container's start either.
+        if status == 2 && arguments.first == "oci-hook" && !arguments.contains("--strict") {
+            printError("filter oci-hook: the container goes on without the hook (--strict fails it instead)")
+            return 0
+        }
+        return status
+    }
+
+    static func run(_ arguments: [String]) -> Int32 {
         runTracingApplet("filter", spec: spec, arguments: arguments) { parsed in
             let subcommand = try Self.subcommand(parsed)
             if subcommand == "oci-hook" { return try OCIHook(parsed).run() }
