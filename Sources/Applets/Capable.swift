@@ -145,14 +145,14 @@ public enum Capable {
         public let table: Table<Event>
         private let kernelSymbols: KernelSymbols?
 
-        let containers: ContainerLabels?
+        let containers: ContainerLabels<UInt64>?
 
-        public convenience init(config: Config, clock: EventClock?, containers: ContainerLabels? = nil) {
+        public convenience init(config: Config, clock: EventClock?, containers: ContainerLabels<UInt64>? = nil) {
             self.init(config: config, clock: clock, stacks: nil, kernelSymbols: nil, containers: containers)
         }
         private let userSymbols = UserSymbols()
 
-        init(config: Config, clock: EventClock?, stacks: BPFMap?, kernelSymbols: KernelSymbols?, containers: ContainerLabels?) {
+        init(config: Config, clock: EventClock?, stacks: BPFMap?, kernelSymbols: KernelSymbols?, containers: ContainerLabels<UInt64>?) {
             self.config = config
             self.clock = clock
             self.stacks = stacks

@@ -22,41 +22,31 @@ final class CgroupPaths {
     }
 }
 
-/// --containers: the container an event's cgroup belongs to, resolved once per cgroup id.
-public final class ContainerLabels {
-    private let lookup: (UInt64) -> Container?
-    private var cache: [UInt64: Container?] = [:]
+/// --containers: the container a cgroup belongs to (by cgroup id, or by cgroup path for the
+/// applets whose rows are cgroups), resolved once per cgroup.
+public final class ContainerLabels<Key: Hashable> {
+    private let lookup: (Key) -> Container?
+    private var cache: [Key: Container?] = [:]
 
-    public init(lookup: @escaping (UInt64) -> Container?) { self.lookup = lookup }
+    public init(lookup: @escaping (Key) -> Container?) { self.lookup = lookup }
 
-    /// Resolution on this host: cgroup id -> cgroup path -> container (runtime state files).
-    public static func host() -> ContainerLabels {
-        guard let mount = CgroupV2.mountPoint() else { return ContainerLabels { _ in nil } }
-        let paths = CgroupPaths(mount: mount)
-        let resolver = ContainerResolver()
-        // systemd units are named by their cgroup path already; CONTAINER is for containers.
-        return ContainerLabels { id in
-            paths.path(id).flatMap { resolver.resolve(cgroupPath: $0) }.flatMap { $0.runtime == .systemd ? nil : $0 }
-        }
-    }
-
-    public func container(_ cgroupID: UInt64) -> Container? {
-        if let known = cache[cgroupID] { return known }
-        let found = lookup(cgroupID)
-        cache[cgroupID] = found
+    public func container(_ key: Key) -> Container? {
+        if let known = cache[key] { return known }
+        let found = lookup(key)
+        cache[key] = found
         return found
     }
 
     /// CONTAINER: the name, or the short id when the runtime keeps no name; "-" on the host.
-    func column<Row>(_ cgroupID: @escaping (Row) -> UInt64) -> Column<Row> {
+    func column<Row>(_ key: @escaping (Row) -> Key) -> Column<Row> {
         Column("CONTAINER", width: 12) { [self] row in
-            container(cgroupID(row)).map { Escape.terminal($0.name == $0.id ? $0.shortID : $0.name) } ?? "-"
+            container(key(row)).map { Escape.terminal($0.name == $0.id ? $0.shortID : $0.name) } ?? "-"
         }
     }
 
     /// "container": {id, name, runtime, pod_uid, pod, namespace, cgroup}, or null on the host.
-    func add(_ cgroupID: UInt64, to j: inout JSONLine) {
-        guard let c = container(cgroupID) else {
+    func add(_ key: Key, to j: inout JSONLine) {
+        guard let c = container(key) else {
             j.addRaw("container", "null")
             return
         }
@@ -69,5 +59,28 @@ public final class ContainerLabels {
         o.add("namespace", c.podNamespace ?? c.namespace)
         o.add("cgroup", c.cgroupPath)
         j.addRaw("container", o.line)
+    }
+}
+
+/// systemd units are named by their cgroup path already; CONTAINER is for containers.
+private func containerOnly(_ found: Container?) -> Container? {
+    found.flatMap { $0.runtime == .systemd ? nil : $0 }
+}
+
+extension ContainerLabels where Key == UInt64 {
+    /// Resolution on this host: cgroup id -> cgroup path -> container (runtime state files).
+    public static func host() -> ContainerLabels {
+        guard let mount = CgroupV2.mountPoint() else { return ContainerLabels { _ in nil } }
+        let paths = CgroupPaths(mount: mount)
+        let resolver = ContainerResolver()
+        return ContainerLabels { id in containerOnly(paths.path(id).flatMap { resolver.resolve(cgroupPath: $0) }) }
+    }
+}
+
+extension ContainerLabels where Key == String {
+    /// Resolution on this host from a cgroup path below the cgroup2 mount.
+    public static func host() -> ContainerLabels {
+        let resolver = ContainerResolver()
+        return ContainerLabels { path in containerOnly(resolver.resolve(cgroupPath: path)) }
     }
 }

@@ -241,10 +241,10 @@ public enum OpenSnoop {
     public struct Renderer {
         public let config: Config
         let clock: EventClock?
-        let containers: ContainerLabels?
+        let containers: ContainerLabels<UInt64>?
         public let table: Table<Event>
 
-        public init(config: Config, clock: EventClock?, containers: ContainerLabels? = nil) {
+        public init(config: Config, clock: EventClock?, containers: ContainerLabels<UInt64>? = nil) {
             self.config = config
             self.clock = clock
             self.containers = containers

@@ -22,7 +22,7 @@ public enum SkbCount {
         ] + TracingOptions.specs.compactMap { option in
             switch option.long {
             case "ringbuf-kb": return nil // skbcount sends no events
-            case "cgroup", "mntns-of", "containers": return nil // its own -c; packets have no task
+            case "cgroup", "mntns-of": return nil // its own -c; packets have no task
             case "json": return OptionSpec(nil, "json", help: "print one JSON object per cgroup per interval (NDJSON)")
             default: return option
             }
@@ -175,7 +175,7 @@ public enum SkbCount {
             }
             tracer.lostExplanation = "its cgroup table is full (16384 cgroups); select fewer cgroups"
             let counts = try tracer.object.map("counts").opened()
-            let renderer = Renderer(config: config)
+            let renderer = Renderer(config: config, containers: config.tracing.showContainers ? .host() : nil)
             let output = Output()
             var names = CgroupV2.tree(mount: mount)
             var totals: [String: Row] = [:]
@@ -287,17 +287,21 @@ public enum SkbCount {
 
     public struct Renderer {
         public let config: Config
+        let containers: ContainerLabels<String>?
         public let table: Table<Row>
 
-        public init(config: Config) {
+        public init(config: Config, containers: ContainerLabels<String>? = nil) {
             self.config = config
-            table = Table([
+            self.containers = containers
+            var columns: [Column<Row>] = [
                 Column("RX_PKTS", width: 9, .right) { String($0.rxPackets) },
                 Column("RX_KB", width: 9, .right) { String($0.rxBytes / 1024) },
                 Column("TX_PKTS", width: 9, .right) { String($0.txPackets) },
                 Column("TX_KB", width: 9, .right) { String($0.txBytes / 1024) },
-                Column("CGROUP", width: 0) { Escape.terminal($0.cgroup) },
-            ])
+            ]
+            if let containers { columns.append(containers.column { $0.cgroup }) }
+            columns.append(Column("CGROUP", width: 0) { Escape.terminal($0.cgroup) })
+            table = Table(columns)
         }
 
         public func render(_ rows: [Row], clear: Bool, header: String? = nil, now: Int64? = nil) -> [String] {
@@ -319,6 +323,7 @@ public enum SkbCount {
                     j.add("tx_packets", row.txPackets)
                     j.add("tx_bytes", row.txBytes)
                     j.add("cumulative", config.cumulative || !config.command.isEmpty)
+                    containers?.add(row.cgroup, to: &j)
                     return j.line
                 }
             }

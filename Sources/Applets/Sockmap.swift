@@ -16,6 +16,7 @@ public enum Sockmap {
             OptionSpec(nil, "cgroupmap", value: "PATH", help: "accelerate only sockets whose cgroup-v2 id is a key of the hash map pinned at PATH (bcc layout)"),
             OptionSpec(nil, "mntnsmap", value: "PATH", help: "not applicable: a socket has no mount namespace (rejected)", hidden: true),
             OptionSpec(nil, "container", value: "ID|NAME", help: "accelerate this container's TCP connections (id, unique id prefix or name; repeatable)"),
+            OptionSpec(nil, "containers", help: "with -v, name the container of each socket"),
             OptionSpec(nil, "json", help: "print one JSON object per interval (NDJSON)"),
             OptionSpec("v", "verbose", help: "say which connections are tracked, and why others are not accelerated"),
             OptionSpec(nil, "apply-bytes", value: "N", help: "let one redirect decision cover N bytes (default 0: decide every write); spliced bytes are then not counted"),
@@ -136,7 +137,8 @@ public enum Sockmap {
             }
             tracer.lostExplanation = "-v explanations that did not fit in the event ring (the splicing is not affected)"
             let stats = try tracer.object.map("stats").opened()
-            let renderer = Renderer(json: config.tracing.json, countsBytes: config.applyBytes == 0)
+            let renderer = Renderer(json: config.tracing.json, countsBytes: config.applyBytes == 0,
+                                    containers: config.tracing.showContainers ? .host() : nil)
             let output = Output()
             let paths = CgroupPaths(mount: mount)
             let place = selected.isEmpty ? "the cgroups of \(config.tracing.cgroupMap!)" : selected.map(\.path).joined(separator: " ")
@@ -271,10 +273,12 @@ public enum Sockmap {
         /// False with --apply-bytes: a decision then covers later writes that the program does
         /// not see, so the spliced bytes are unknown (shown as "-", left out of JSON).
         public let countsBytes: Bool
+        let containers: ContainerLabels<String>?
 
-        public init(json: Bool, countsBytes: Bool = true) {
+        public init(json: Bool, countsBytes: Bool = true, containers: ContainerLabels<String>? = nil) {
             self.json = json
             self.countsBytes = countsBytes
+            self.containers = containers
         }
 
         public var header: String {
@@ -348,11 +352,15 @@ public enum Sockmap {
                 j.add("local", event.local.text)
                 j.add("remote", event.remote.text)
                 if let cgroup { j.add("cgroup", cgroup) }
+                if let cgroup { containers?.add(cgroup, to: &j) }
                 if let why { j.add("reason", why) }
                 return j.line
             }
             var line = "\(TimeText.clock(wallNs: wallNs)) \(what): \(event.local.text) -> \(event.remote.text)"
-            if let cgroup { line += " (\(Escape.terminal(cgroup)))" }
+            if let cgroup {
+                let container = containers?.container(cgroup).map { ", container " + ($0.name == $0.id ? $0.shortID : $0.name) } ?? ""
+                line += " (\(Escape.terminal(cgroup + container)))"
+            }
             if let why { line += ": \(why)" }
             return line
         }

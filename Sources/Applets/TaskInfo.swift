@@ -57,7 +57,7 @@ public struct TaskInfo: Equatable, Sendable {
     }
 
     /// Where: cgroup_id, mntns_id, and with --containers the container (last in every event's JSON).
-    func addPlace(to j: inout JSONLine, containers: ContainerLabels?) {
+    func addPlace(to j: inout JSONLine, containers: ContainerLabels<UInt64>?) {
         j.add("cgroup_id", cgroupID)
         j.add("mntns_id", mntnsID)
         containers?.add(cgroupID, to: &j)

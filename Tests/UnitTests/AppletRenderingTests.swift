@@ -206,7 +206,7 @@ final class AppletRenderingTests: XCTestCase {
         let pod = Container(id: "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", runtime: .cri,
                             cgroupPath: "/kubepods/burstable/pod11/0123456789ab", podUID: "11")
         var resolved: [UInt64] = []
-        let labels = ContainerLabels { id in
+        let labels = ContainerLabels<UInt64> { id in
             resolved.append(id)
             return id == 7 ? web : id == 8 ? pod : nil
         }
