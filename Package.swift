@@ -61,6 +61,8 @@ let package = Package(
             path: "Tests/UnitTests",
             exclude: ["Snapshots"]
         ),
+        // bench/render: user-space decode and render cost per event (bench/render/main.swift).
+        .executableTarget(name: "render-bench", dependencies: ["Applets", "BPFSupport"], path: "bench/render"),
         // Test helper: drives the system calls the integration tests trace.
         .executableTarget(name: "testhelper", path: "Tests/Helpers/testhelper"),
         .testTarget(

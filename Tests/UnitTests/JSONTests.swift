@@ -160,6 +160,28 @@ final class JSONTests: XCTestCase {
         XCTAssertTrue(comm.hasPrefix("e\u{1b}[2J"), comm.debugDescription)
     }
 
+    /// Raw bytes in JSON read back as Swift's own UTF-8 decoding reads them (one U+FFFD per
+    /// maximal invalid part), for random byte strings rich in edge cases.
+    func testRawBytesDecodeLikeSwift() throws {
+        var generator = SystemRandomNumberGenerator()
+        let interesting: [UInt8] = [0x00, 0x1B, 0x22, 0x5C, 0x7F, 0x80, 0x9F, 0xA0, 0xBF, 0xC0, 0xC1, 0xC2, 0xDF, 0xE0,
+                                    0xED, 0xEF, 0xF0, 0xF4, 0xF5, 0xFF, 0x41, 0x0A]
+        for _ in 0..<5000 {
+            let count = Int.random(in: 0...12, using: &generator)
+            let bytes = (0..<count).map { _ in Bool.random(using: &generator) ? interesting.randomElement(using: &generator)!
+                                                                             : UInt8.random(in: 0...255, using: &generator) }
+            var raw = JSONLine(), decoded = JSONLine()
+            raw.add("v", bytes: bytes)
+            decoded.add("v", String(decoding: bytes, as: UTF8.self))
+            XCTAssertEqual(raw.line, decoded.line, "bytes \(bytes)")
+            let object = try parse(raw.line)
+            XCTAssertEqual(object["v"] as? String, String(decoding: bytes, as: UTF8.self), "bytes \(bytes)")
+            let escaped = Escape.terminal(bytes)
+            XCTAssertFalse(escaped.unicodeScalars.contains { $0.value < 0x20 || (0x7F..<0xA0).contains($0.value) },
+                           "a control character reached the terminal text for \(bytes)")
+        }
+    }
+
     func testFiltersApplyToJSON() throws {
         let event = try XCTUnwrap(ExecSample().event())
         XCTAssertNil(try renderer(["--json", "-n", "^cat$"]).render(event))
