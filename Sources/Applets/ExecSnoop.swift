@@ -137,13 +137,10 @@ public enum ExecSnoop {
             flags = field(\.flags)
             let args = raw[Event.headerSize..<(Event.headerSize + argsSize)]
             filename = Array(args.prefix(filenameSize).prefix { $0 != 0 })
-            var argv: [[UInt8]] = []
-            var current: [UInt8] = []
-            for byte in args.dropFirst(filenameSize) {
-                if byte == 0 { argv.append(current); current.removeAll() } else { current.append(byte) }
-            }
-            if !current.isEmpty { argv.append(current) }
-            self.argv = argv
+            // Each argument ends with a NUL; a last one may be cut off without its NUL.
+            var pieces = args.dropFirst(filenameSize).split(separator: 0, omittingEmptySubsequences: false)
+            if pieces.last?.isEmpty == true { pieces.removeLast() }
+            argv = pieces.map { Array($0) }
         }
     }
 
@@ -210,7 +207,7 @@ public enum ExecSnoop {
             j.add("errno", ErrnoName.of(e.retval))
             j.add("syscall", e.isExecveat ? "execveat" : "execve")
             j.add("filename", bytes: e.filename)
-            j.add("argv", strings: e.argv.map { String(decoding: $0, as: UTF8.self) })
+            j.add("argv", byteStrings: e.argv)
             j.add("argv_truncated", e.argvTruncated)
             j.add("script", e.isScript)
             e.task.addPlace(to: &j, containers: containers)

@@ -229,6 +229,17 @@ public struct JSONLine {
         }
         bytes.append(UInt8(ascii: "]"))
     }
+    public mutating func add(_ name: StaticString, byteStrings: [[UInt8]]) {
+        key(name)
+        bytes.append(UInt8(ascii: "["))
+        for (i, string) in byteStrings.enumerated() {
+            if i > 0 { bytes.append(UInt8(ascii: ",")) }
+            bytes.append(UInt8(ascii: "\""))
+            JSONLine.appendEscaped(string, to: &bytes)
+            bytes.append(UInt8(ascii: "\""))
+        }
+        bytes.append(UInt8(ascii: "]"))
+    }
     public mutating func addRaw(_ name: StaticString, _ json: String) { key(name); bytes.append(contentsOf: json.utf8) }
 
     public var line: String {
