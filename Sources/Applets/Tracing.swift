@@ -156,10 +156,7 @@ public final class Tracer {
         }
         self.object = object
         self.hooks = choices
-        if options.showHooks {
-            let sections = object.programs.filter(\.autoload).map(\.section)
-            printError("\(embedded.name): hooks: \(sections.joined(separator: ", "))")
-        }
+        showHooks = options.showHooks
         try opened.seed(object)
         if attach { links = try object.attachAll() }
         lostMap = try? object.map("lost_events").opened()
@@ -168,6 +165,17 @@ public final class Tracer {
         clock_gettime(CLOCK_REALTIME, &real)
         startMonotonicNs = UInt64(mono.tv_sec) * 1_000_000_000 + UInt64(mono.tv_nsec)
         realtimeOffsetNs = (Int64(real.tv_sec) - Int64(mono.tv_sec)) * 1_000_000_000 + Int64(real.tv_nsec) - Int64(mono.tv_nsec)
+        if attach { announceHooks() }
+    }
+
+    private let showHooks: Bool
+
+    /// With --verbose, says on stderr which hooks the loaded programs use, once they are
+    /// attached (applets that attach programs themselves call it when they are done).
+    public func announceHooks() {
+        guard showHooks else { return }
+        let sections = object.programs.filter(\.autoload).map(\.section)
+        printError("\(object.name): hooks: \(sections.joined(separator: ", "))")
     }
 
     /// Keeps `attachment` (a BPFLink, a MapAttachment) attached as long as the tracer lives.

@@ -70,6 +70,11 @@ public enum KernelFeatures {
         KernelBTF.shared?.parameterCount(name)
     }
 
+    /// Whether the kernel has the cgroup iterator (iter/cgroup, Linux 6.1 and later).
+    public static var hasCgroupIterator: Bool {
+        KernelBTF.shared?.has("bpf_iter__cgroup", kind: 4 /* BTF_KIND_STRUCT */) ?? false
+    }
+
     /// Whether tracing programs may call bpf_get_current_ancestor_cgroup_id (not on 5.10).
     public static let tracingHasAncestorCgroupHelper: Bool =
         libbpf_probe_bpf_helper(BPF_PROG_TYPE_TRACEPOINT, BPF_FUNC_get_current_ancestor_cgroup_id, nil) == 1
