@@ -55,7 +55,8 @@ for kernel in "$@"; do
 	name=$(sed -n 's/^kernel //p' "$log" | head -n 1)
 	printf '%-22s' "$kernel${name:+ ($name)}"
 	for applet in $APPLETS; do
-		cell=$(sed -n "s/^result $applet \([A-Z]*\).*/\1/p" "$log" | head -n 1)
+		# An applet may run more than once (its fallback hooks too): one FAIL fails it.
+		cell=$(sed -n "s/^result $applet \([A-Z]*\).*/\1/p" "$log" | sort -u | head -n 1)
 		if [ -z "$cell" ]; then
 			cell=SKIP
 			grep -q '^skip ' "$log" || cell=FAIL
@@ -70,9 +71,10 @@ for kernel in "$@"; do
 	log=$LOGS/$kernel
 	sed -n "s/^skip \(.*\)/$kernel: SKIP: \1/p" "$log"
 	for applet in $APPLETS; do
-		hooks=$(sed -n "s/^hooks $applet //p" "$log" | head -n 1)
-		detail=$(sed -n "s/^result $applet [A-Z]* *//p" "$log" | head -n 1)
-		[ -n "$hooks$detail" ] && echo "$kernel $applet: ${hooks:-?}${detail:+ -- $detail}"
+		sed -n "s/^hooks $applet //p" "$log" | while read -r hooks; do
+			echo "$kernel $applet: $hooks"
+		done
+		sed -n "s/^result $applet \([A-Z]*\) \(..*\)/$kernel $applet: \1 \2/p" "$log"
 	done
 	sed -n "s/^note /$kernel: /p" "$log"
 done

@@ -134,7 +134,7 @@ public final class Tracer {
         let opened: OpenedTaskFilter
         let selected = try options.selecting(filter)
         do { opened = try selected.openMaps() } catch { throw RuntimeFailure(error.description) }
-        var refused: Set<HookKind> = []
+        var refused = HookKind.refusedByEnvironment
         var object: BPFObject
         var choices: [HookChoice]
         while true {

@@ -10,6 +10,16 @@ public enum HookKind: String, Sendable, CaseIterable {
     case kprobe
 }
 
+extension HookKind {
+    /// Kinds to pass over as if the kernel refused them, from `BPFBOX_REFUSE_HOOKS` (a comma-
+    /// separated list such as `fentry` or `tracepoint,fentry`): a way to exercise the fallbacks
+    /// on a kernel that has the better hook (scripts/smoke.sh does).
+    public static var refusedByEnvironment: Set<HookKind> {
+        guard let value = getenv("BPFBOX_REFUSE_HOOKS") else { return [] }
+        return Set(String(cString: value).split(separator: ",").compactMap { HookKind(rawValue: String($0)) })
+    }
+}
+
 /// One way to hook an event: its kind, what it attaches to (`category/name` for a tracepoint,
 /// a kernel function otherwise) and the object's programs that implement it.
 public struct HookVariant: Sendable, Equatable {
