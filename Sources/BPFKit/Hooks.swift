@@ -126,10 +126,9 @@ public struct HookUnavailable: Error, CustomStringConvertible {
     public let refused: Set<HookKind>
 
     public var description: String {
-        let tried = hook.variants.map { variant in
-            refused.contains(variant.kind) ? "\(variant.label) (refused at load)" : "\(variant.label)"
-        }
-        return "this kernel offers no way to hook \(hook.name): tried \(tried.joined(separator: ", "))"
+        let tried = hook.variants.map { "\($0.label) (\(refused.contains($0.kind) ? "refused" : "absent"))" }
+        return "this kernel offers no way to hook \(hook.name): tried \(tried.joined(separator: ", ")); "
+            + "see docs/kernels.md for what each applet needs"
     }
 }
 
