@@ -5,7 +5,7 @@
  * really moved (peeks excluded). Summed in a hash map that user space reads and clears once per
  * interval. Each direction is hooked by the first of these the kernel offers (user space turns
  * the others off before load):
- *   tp/sock/sock_send_length, tp/sock/sock_recv_length       (Linux 6.3 and later)
+ *   tp/sock/sock_send_length, tp/sock/sock_recv_length       (6.12 has them, 6.1 not)
  *   fexit/tcp_sendmsg, fexit/tcp_recvmsg                     (tcp_recvmsg lost its nonblock
  *                                                            argument in 5.19: two programs)
  *   kprobe + kretprobe on tcp_sendmsg and tcp_recvmsg        (the socket kept per thread)

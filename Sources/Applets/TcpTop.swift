@@ -38,7 +38,7 @@ public enum TcpTop {
 
     public enum SortKey: String, Sendable { case all, sent, received }
 
-    /// The sock/ tracepoints where the kernel has them (6.3 and later); elsewhere the return
+    /// The sock/ tracepoints where the kernel has them (6.12 has them, 6.1 not); elsewhere the return
     /// of tcp_sendmsg and tcp_recvmsg, whose arguments changed in 5.19 (`nonblock` removed).
     static func hooks(recvmsgNonblock: Bool) -> [Hook] {
         [

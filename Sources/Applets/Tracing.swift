@@ -130,6 +130,9 @@ public final class Tracer {
         if access("/sys/kernel/btf/vmlinux", R_OK) != 0 {
             throw RuntimeFailure("this kernel exposes no BTF (/sys/kernel/btf/vmlinux is missing): bpfbox needs a kernel built with CONFIG_DEBUG_INFO_BTF=y")
         }
+        if !KernelFeatures.hasRingBuffer {
+            throw RuntimeFailure("this kernel has no BPF ring buffer (BPF_MAP_TYPE_RINGBUF, Linux 5.8 and later): bpfbox needs Linux 5.8 or later, see docs/kernels.md")
+        }
         LibbpfLog.configure(verbose: options.verbose)
         let opened: OpenedTaskFilter
         let selected = try options.selecting(filter)
@@ -166,6 +169,9 @@ public final class Tracer {
         startMonotonicNs = UInt64(mono.tv_sec) * 1_000_000_000 + UInt64(mono.tv_nsec)
         realtimeOffsetNs = (Int64(real.tv_sec) - Int64(mono.tv_sec)) * 1_000_000_000 + Int64(real.tv_nsec) - Int64(mono.tv_nsec)
         if attach { announceHooks() }
+        // From here a SIGINT or SIGTERM ends the run cleanly, even before the poll loop starts
+        // (the header tells a caller that the tracer is attached).
+        Signals.install()
     }
 
     private let showHooks: Bool

@@ -80,6 +80,11 @@ public enum KernelFeatures {
         KernelBTF.shared?.parameterCount(name)
     }
 
+    /// Whether the kernel has BPF ring buffers (Linux 5.8 and later).
+    public static var hasRingBuffer: Bool {
+        libbpf_probe_bpf_map_type(BPF_MAP_TYPE_RINGBUF, nil) == 1
+    }
+
     /// Whether the kernel has the cgroup iterator (iter/cgroup, Linux 6.1 and later).
     public static var hasCgroupIterator: Bool {
         KernelBTF.shared?.has("bpf_iter__cgroup", kind: 4 /* BTF_KIND_STRUCT */) ?? false
