@@ -47,13 +47,13 @@ for kernel in "$@"; do
 done
 
 # The table: one row per kernel, one column per applet; reasons and hooks below it.
-printf '%-22s' KERNEL
+printf '%-30s' KERNEL
 for applet in $APPLETS; do printf ' %-10s' "$applet"; done
 echo
 for kernel in "$@"; do
 	log=$LOGS/$kernel
 	name=$(sed -n 's/^kernel //p' "$log" | head -n 1)
-	printf '%-22s' "$kernel${name:+ ($name)}"
+	printf '%-30s' "$kernel${name:+ ($name)}"
 	for applet in $APPLETS; do
 		# An applet may run more than once (its fallback hooks too): one FAIL fails it.
 		cell=$(sed -n "s/^result $applet \([A-Z]*\).*/\1/p" "$log" | sort -u | head -n 1)
