@@ -13,6 +13,10 @@ enum capable_unique {
 	CAPABLE_UNIQUE_CGROUP = 2,    /* one event per capability and verdict per cgroup */
 };
 
+/* cap_capable's opts (include/linux/security.h, Linux 5.1 and later) */
+#define CAPABLE_OPT_NOAUDIT 0x2
+#define CAPABLE_OPT_INSETID 0x4
+
 struct capable_config {
 	__u8 unique;            /* enum capable_unique */
 	__u8 kernel_stack;      /* -K */
@@ -25,7 +29,7 @@ struct capable_event {
 	__s32 cap;
 	__s32 ret;              /* 0: allowed, -EPERM: denied */
 	__u32 euid;             /* effective uid of the credentials checked */
-	__u32 pad;
+	__u32 opts;             /* cap_capable's option word (CAPABLE_OPT_*); 0 from the tracepoint */
 	__u64 userns_id;        /* the user namespace the capability is checked in (inode) */
 	__s64 kernel_stack_id;  /* -1: none */
 	__s64 user_stack_id;    /* -1: none */

@@ -69,13 +69,44 @@ int BPF_PROG(bpfbox_follow_exit, struct task_struct *task)
 	return 0;
 }
 
+/* Before Linux 6.0 struct cgroup kept its ancestors' ids, not pointers to them. */
+struct cgroup___ids {
+	int level;
+	__u64 ancestor_ids[];
+} __attribute__((preserve_access_index));
+
+/*
+ * The id of the current task's cgroup-v2 ancestor at `level` (0: the root), 0 when the task's
+ * cgroup is not that deep: bpf_get_current_ancestor_cgroup_id where tracing programs may call
+ * it, else the same answer read from the task's default-hierarchy cgroup.
+ */
+static __always_inline __u64 bpfbox_ancestor_cgroup_id(__u32 level)
+{
+	struct task_struct *task;
+	struct cgroup *cgrp, *ancestor = NULL;
+	__u64 id = 0;
+
+	if (!bpfbox_filter_cfg.walk_ancestors)
+		return bpf_get_current_ancestor_cgroup_id(level);
+	task = (struct task_struct *)bpf_get_current_task();
+	cgrp = BPF_CORE_READ(task, cgroups, dfl_cgrp);
+	if (!cgrp || level > (__u32)BPF_CORE_READ(cgrp, level))
+		return 0;
+	if (bpf_core_field_exists(struct cgroup___ids, ancestor_ids)) {
+		bpf_core_read(&id, sizeof(id), &((struct cgroup___ids *)cgrp)->ancestor_ids[level]);
+		return id;
+	}
+	bpf_core_read(&ancestor, sizeof(ancestor), &cgrp->ancestors[level]);
+	return BPF_CORE_READ(ancestor, kn, id);
+}
+
 /* --cgroup, --container: the current task's cgroup is one of the selected ones or below one. */
 static __always_inline bool bpfbox_in_subtrees(void)
 {
 	for (int i = 0; i < BPFBOX_MAX_SELECTORS; i++) {
 		if (i >= bpfbox_filter_cfg.subtrees)
 			break;
-		if (bpf_get_current_ancestor_cgroup_id(bpfbox_filter_cfg.subtree_level[i]) ==
+		if (bpfbox_ancestor_cgroup_id(bpfbox_filter_cfg.subtree_level[i]) ==
 		    bpfbox_filter_cfg.subtree_id[i])
 			return true;
 	}

@@ -17,7 +17,8 @@ struct bpfbox_filter_config {
 	__u8 by_tree;    /* consult traced_tgids: a command bpfbox started and its descendants */
 	__u8 subtrees;   /* --cgroup, --container: keep tasks below one of these cgroups */
 	__u8 namespaces; /* --mntns-of: keep tasks in one of these mount namespaces */
-	__u8 pad;
+	__u8 walk_ancestors; /* no bpf_get_current_ancestor_cgroup_id for tracing programs (5.10):
+			      * read the ancestors from the task's cgroup with CO-RE instead */
 	/* A task is below cgroup subtree_id[i] when its ancestor at subtree_level[i] (0: the
 	 * cgroup2 root) is that cgroup. */
 	__u32 subtree_level[BPFBOX_MAX_SELECTORS];

@@ -7,7 +7,8 @@
 
 struct tcptop_config {
 	__u16 family;           /* -4/-6: AF_INET or AF_INET6; 0 = both */
-	__u16 pad[3];
+	__u8 recvmsg_nonblock;  /* tcp_recvmsg has the nonblock argument (before 5.19) */
+	__u8 pad[5];
 };
 
 /* One connection of one process. */

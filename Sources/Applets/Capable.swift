@@ -49,6 +49,14 @@ public enum Capable {
         cap >= 0 && Int(cap) < names.count ? names[Int(cap)] : "CAP_\(cap)"
     }
 
+    /// The tracepoint where the kernel has it (it has no option word); elsewhere the function,
+    /// whose `opts` tell audited checks and setid-preserving ones.
+    static let hooks = [Hook("cap_capable", [
+        HookVariant(.tracepoint, "capability/cap_capable", programs: ["cap_capable"]),
+        HookVariant(.fentry, "cap_capable", programs: ["cap_capable_fexit"]),
+        HookVariant(.kprobe, "cap_capable", programs: ["cap_capable_entry", "cap_capable_return"]),
+    ])]
+
     public struct Config {
         public var pid: UInt32?
         public var extra = false
@@ -81,7 +89,7 @@ public enum Capable {
                                     mntnsMapPath: config.tracing.mntnsMap)
             // Read before attaching: the first checks must not wait for it.
             let kernelSymbols = config.kernelStack ? KernelSymbols() : nil
-            let tracer = try Tracer(.capable, filter: filter, options: config.tracing) { object in
+            let tracer = try Tracer(.capable, filter: filter, options: config.tracing, hooks: hooks) { object in
                 var cfg = capable_config()
                 cfg.unique = config.unique
                 cfg.kernel_stack = config.kernelStack ? 1 : 0
@@ -89,13 +97,11 @@ public enum Capable {
                 try object.setConstant("capable_cfg", cfg)
                 if config.kernelStack || config.userStack { try object.map("stacks").setMaxEntries(16384) }
                 if config.unique == 0 { try object.map("seen").setMaxEntries(1) }
-                if try !Mounts.hasTracepoint("capability", "cap_capable") {
-                    throw RuntimeFailure("this kernel has no capability/cap_capable tracepoint (kernels up to 6.12 lack it); capable cannot run on this kernel yet")
-                }
             }
             let stacks = config.kernelStack || config.userStack ? try tracer.object.map("stacks").opened() : nil
             let renderer = Renderer(config: config, clock: tracer, stacks: stacks, kernelSymbols: kernelSymbols,
-                                    containers: config.tracing.showContainers ? .host() : nil)
+                                    containers: config.tracing.showContainers ? .host() : nil,
+                                    optionsKnown: tracer.hooks.first?.variant.kind != .tracepoint)
             return try tracer.stream(applet: "capable", json: config.tracing.json, header: renderer.table.header,
                                      decode: Event.init, render: renderer.render)
         }
@@ -106,18 +112,25 @@ public enum Capable {
         public var cap: Int32
         public var ret: Int32
         public var euid: UInt32
+        /// cap_capable's option word; 0 when the hook does not see it (the tracepoint).
+        public var opts: UInt32
         public var userns: UInt64
         public var kernelStackID: Int64
         public var userStackID: Int64
 
         public var allowed: Bool { ret == 0 }
+        /// The check is audited (bcc's AUDIT column).
+        public var audit: Bool { opts & UInt32(CAPABLE_OPT_NOAUDIT) == 0 }
+        /// The check is made while setid bits are kept (bcc's INSETID column).
+        public var insetid: Bool { opts & UInt32(CAPABLE_OPT_INSETID) != 0 }
 
-        public init(task: TaskInfo, cap: Int32, ret: Int32, euid: UInt32 = 0, userns: UInt64 = 0,
+        public init(task: TaskInfo, cap: Int32, ret: Int32, euid: UInt32 = 0, opts: UInt32 = 0, userns: UInt64 = 0,
                     kernelStackID: Int64 = -1, userStackID: Int64 = -1) {
             self.task = task
             self.cap = cap
             self.ret = ret
             self.euid = euid
+            self.opts = opts
             self.userns = userns
             self.kernelStackID = kernelStackID
             self.userStackID = userStackID
@@ -132,6 +145,7 @@ public enum Capable {
             cap = field(\.cap)
             ret = field(\.ret)
             euid = field(\.euid)
+            opts = field(\.opts)
             userns = field(\.userns_id)
             kernelStackID = field(\.kernel_stack_id)
             userStackID = field(\.user_stack_id)
@@ -147,13 +161,19 @@ public enum Capable {
 
         let containers: ContainerLabels<UInt64>?
 
-        public convenience init(config: Config, clock: EventClock?, containers: ContainerLabels<UInt64>? = nil) {
-            self.init(config: config, clock: clock, stacks: nil, kernelSymbols: nil, containers: containers)
+        /// The hook sees cap_capable's option word: AUDIT (and with -x INSETID) are shown.
+        let optionsKnown: Bool
+
+        public convenience init(config: Config, clock: EventClock?, containers: ContainerLabels<UInt64>? = nil, optionsKnown: Bool = false) {
+            self.init(config: config, clock: clock, stacks: nil, kernelSymbols: nil, containers: containers,
+                      optionsKnown: optionsKnown)
         }
         private let userSymbols = UserSymbols()
 
-        init(config: Config, clock: EventClock?, stacks: BPFMap?, kernelSymbols: KernelSymbols?, containers: ContainerLabels<UInt64>?) {
+        init(config: Config, clock: EventClock?, stacks: BPFMap?, kernelSymbols: KernelSymbols?, containers: ContainerLabels<UInt64>?,
+             optionsKnown: Bool) {
             self.config = config
+            self.optionsKnown = optionsKnown
             self.clock = clock
             self.stacks = stacks
             self.kernelSymbols = kernelSymbols
@@ -168,6 +188,10 @@ public enum Capable {
                 Column("CAP", width: 4, .right) { String($0.cap) },
                 Column("NAME", width: 20) { Capable.name($0.cap) },
             ]
+            if optionsKnown {
+                columns.append(Column("AUDIT", width: 5, .right) { $0.audit ? "1" : "0" })
+                if config.extra { columns.append(Column("INSETID", width: 7, .right) { $0.insetid ? "1" : "0" }) }
+            }
             if config.extra {
                 columns.append(Column("VERDICT", width: 7) { $0.allowed ? "allow" : "deny" })
                 columns.append(Column("USERNS", width: 0) { String($0.userns) })
@@ -189,6 +213,10 @@ public enum Capable {
                 j.add("name", Capable.name(e.cap))
                 j.add("ret", e.ret)
                 j.add("verdict", e.allowed ? "allow" : "deny")
+                if optionsKnown {
+                    j.add("audit", e.audit)
+                    j.add("insetid", e.insetid)
+                }
                 j.add("userns_id", e.userns)
                 if let kernel { j.add("kernel_stack", strings: kernel) }
                 if let user { j.add("user_stack", strings: user) }

@@ -139,6 +139,9 @@ public enum SkbCount {
             let filter = TaskFilter(cgroupMapPath: config.tracing.cgroupMap)
             var options = config.tracing
             options.ringBufferBytes = 4096 // counts only: no events
+            if config.pin != nil && !KernelFeatures.hasCgroupIterator {
+                throw RuntimeFailure("--pin needs the cgroup iterator (iter/cgroup, Linux 6.1 and later), which this kernel lacks; run skbcount without --pin")
+            }
             let tracer = try Tracer(.skbcount, filter: filter, options: options, attach: false) { object in
                 // The cgroup iterator (Linux 6.1+) is loaded only for --pin.
                 try object.program("skbcount_stats").autoload = config.pin != nil
@@ -154,12 +157,14 @@ public enum SkbCount {
                     pinnable.append(("\(name)-\(index)", link))
                 }
             }
+            if config.pin == nil { tracer.announceHooks() }
             if let dir = config.pin {
                 let root = open(mount, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
                 guard root >= 0 else { throw RuntimeFailure("cannot open \(mount): \(String(cString: strerror(errno)))") }
                 defer { close(root) }
                 let stats = try tracer.object.program("skbcount_stats").attachCgroupIterator(cgroupFD: root, cgroup: mount)
                 tracer.keep(stats)
+                tracer.announceHooks()
                 do {
                     for (name, link) in pinnable { try link.pin(dir + "/" + name) }
                     try tracer.object.map("counts").opened().pin(dir + "/counts")

@@ -135,6 +135,7 @@ public enum Sockmap {
                 defer { close(fd) }
                 tracer.keep(try track.attach(cgroupFD: fd, cgroup: mount + cgroup.path))
             }
+            tracer.announceHooks()
             tracer.lostExplanation = "-v explanations that did not fit in the event ring (the splicing is not affected)"
             let stats = try tracer.object.map("stats").opened()
             let renderer = Renderer(json: config.tracing.json, countsBytes: config.applyBytes == 0,

@@ -38,6 +38,23 @@ public enum TcpTop {
 
     public enum SortKey: String, Sendable { case all, sent, received }
 
+    /// The sock/ tracepoints where the kernel has them (6.12 has them, 6.1 not); elsewhere the return
+    /// of tcp_sendmsg and tcp_recvmsg, whose arguments changed in 5.19 (`nonblock` removed).
+    static func hooks(recvmsgNonblock: Bool) -> [Hook] {
+        [
+            Hook("TCP sends", [
+                HookVariant(.tracepoint, "sock/sock_send_length", programs: ["sock_send_length"]),
+                HookVariant(.fentry, "tcp_sendmsg", programs: ["tcp_sendmsg_exit"]),
+                HookVariant(.kprobe, "tcp_sendmsg", programs: ["tcp_sendmsg_entry", "tcp_sendmsg_return"]),
+            ]),
+            Hook("TCP receives", [
+                HookVariant(.tracepoint, "sock/sock_recv_length", programs: ["sock_recv_length"]),
+                HookVariant(.fentry, "tcp_recvmsg", programs: [recvmsgNonblock ? "tcp_recvmsg_exit_nonblock" : "tcp_recvmsg_exit"]),
+                HookVariant(.kprobe, "tcp_recvmsg", programs: ["tcp_recvmsg_entry", "tcp_recvmsg_return"]),
+            ]),
+        ]
+    }
+
     public struct Config {
         public var interval: Double = 1
         public var count: Int?
@@ -77,15 +94,14 @@ public enum TcpTop {
                                     mntnsMapPath: config.tracing.mntnsMap)
             var options = config.tracing
             if options.ringBufferBytes == nil { options.ringBufferBytes = 4096 } // no events: counts only
-            let tracer = try Tracer(.tcptop, filter: filter, options: options) { object in
+            let nonblock = KernelFeatures.parameterCount("tcp_recvmsg") == 6
+            let tracer = try Tracer(.tcptop, filter: filter, options: options, hooks: hooks(recvmsgNonblock: nonblock)) { object in
                 var cfg = tcptop_config()
                 cfg.family = config.family
+                cfg.recvmsg_nonblock = nonblock ? 1 : 0
                 try object.setConstant("tcptop_cfg", cfg)
-                for program in object.programs where program.tracepoint?.category == "sock" {
-                    if let tp = program.tracepoint, try !Mounts.hasTracepoint(tp.category, tp.name) {
-                        throw RuntimeFailure("this kernel has no sock/\(tp.name) tracepoint (6.1 lacks it, 6.12 has it); tcptop cannot run on this kernel yet")
-                    }
-                }
+                // The fexit program of the other tcp_recvmsg signature is no variant at all here.
+                try object.program(nonblock ? "tcp_recvmsg_exit" : "tcp_recvmsg_exit_nonblock").autoload = false
             }
             tracer.lostExplanation = "its connection table is full (10240 connections); a narrower filter (-p, -4/-6, a cgroup map) helps"
             let traffic = try tracer.object.map("traffic").opened()

@@ -33,6 +33,8 @@ public struct TracingOptions {
     public var showContainers: Bool
     public var json: Bool
     public var verbose: Bool
+    /// Say on stderr which hooks the programs use (--verbose).
+    public var showHooks: Bool
     public var ringBufferBytes: UInt32?
 
     public init(_ parsed: ParsedOptions) throws(UsageError) {
@@ -44,6 +46,7 @@ public struct TracingOptions {
         showContainers = parsed.has("containers")
         json = parsed.has("json")
         verbose = parsed.has("verbose")
+        showHooks = verbose
         if let kb = parsed.value("ringbuf-kb") {
             let value = try ParseValue.positiveInt(kb, option: "--ringbuf-kb", max: 1 << 20)
             guard value & (value - 1) == 0, value >= 4 else {
@@ -112,26 +115,51 @@ public final class Tracer {
     public var lostExplanation = "ring buffer full; a larger --ringbuf-kb or a narrower filter helps"
     public let realtimeOffsetNs: Int64
 
+    /// The variant kept for each of the applet's hooks on this kernel.
+    public let hooks: [HookChoice]
+
     /// Opens `embedded`, applies the task filter (pinned maps checked before anything is loaded),
-    /// lets `configure` set the applet's constants, then loads and attaches.
+    /// lets `configure` set the applet's constants, keeps for each of `hooks` the best variant
+    /// the kernel offers, then loads and attaches. When the kernel refuses a trampoline (fentry,
+    /// fexit) at load, as under lockdown, the object is opened again without them.
     public init(_ embedded: EmbeddedObject, filter: TaskFilter, options: TracingOptions, attach: Bool = true,
-                configure: (BPFObject) throws -> Void) throws {
+                hooks: [Hook] = [], configure: (BPFObject) throws -> Void) throws {
         if let problem = Privileges.tracingProblem() {
             throw RuntimeFailure("\(problem): tracing needs root, or CAP_BPF with CAP_PERFMON; run it with sudo")
         }
         if access("/sys/kernel/btf/vmlinux", R_OK) != 0 {
             throw RuntimeFailure("this kernel exposes no BTF (/sys/kernel/btf/vmlinux is missing): bpfbox needs a kernel built with CONFIG_DEBUG_INFO_BTF=y")
         }
+        if !KernelFeatures.hasRingBuffer {
+            throw RuntimeFailure("this kernel has no BPF ring buffer (BPF_MAP_TYPE_RINGBUF, Linux 5.8 and later): bpfbox needs Linux 5.8 or later, see docs/kernels.md")
+        }
         LibbpfLog.configure(verbose: options.verbose)
         let opened: OpenedTaskFilter
         let selected = try options.selecting(filter)
         do { opened = try selected.openMaps() } catch { throw RuntimeFailure(error.description) }
-        let object = try BPFObject(embedded: embedded)
+        var refused = HookKind.refusedByEnvironment
+        var object: BPFObject
+        var choices: [HookChoice]
+        while true {
+            object = try BPFObject(embedded: embedded)
+            try opened.apply(to: object)
+            if let bytes = options.ringBufferBytes { try object.map("events").setMaxEntries(bytes) }
+            try configure(object)
+            do { choices = try object.chooseHooks(hooks, refusing: refused) } catch let error as HookUnavailable {
+                throw RuntimeFailure(error.description)
+            }
+            do {
+                try object.load()
+                break
+            } catch {
+                guard choices.contains(where: { $0.variant.kind == .fentry }) else { throw error }
+                refused.insert(.fentry)
+                if options.showHooks { printError("\(embedded.name): fentry/fexit refused at load (\(error.description)); trying the next hook") }
+            }
+        }
         self.object = object
-        try opened.apply(to: object)
-        if let bytes = options.ringBufferBytes { try object.map("events").setMaxEntries(bytes) }
-        try configure(object)
-        try object.load()
+        self.hooks = choices
+        showHooks = options.showHooks
         try opened.seed(object)
         if attach { links = try object.attachAll() }
         lostMap = try? object.map("lost_events").opened()
@@ -140,6 +168,20 @@ public final class Tracer {
         clock_gettime(CLOCK_REALTIME, &real)
         startMonotonicNs = UInt64(mono.tv_sec) * 1_000_000_000 + UInt64(mono.tv_nsec)
         realtimeOffsetNs = (Int64(real.tv_sec) - Int64(mono.tv_sec)) * 1_000_000_000 + Int64(real.tv_nsec) - Int64(mono.tv_nsec)
+        if attach { announceHooks() }
+        // From here a SIGINT or SIGTERM ends the run cleanly, even before the poll loop starts
+        // (the header tells a caller that the tracer is attached).
+        Signals.install()
+    }
+
+    private let showHooks: Bool
+
+    /// With --verbose, says on stderr which hooks the loaded programs use, once they are
+    /// attached (applets that attach programs themselves call it when they are done).
+    public func announceHooks() {
+        guard showHooks else { return }
+        let sections = object.programs.filter(\.autoload).map(\.section)
+        printError("\(object.name): hooks: \(sections.joined(separator: ", "))")
     }
 
     /// Keeps `attachment` (a BPFLink, a MapAttachment) attached as long as the tracer lives.

@@ -164,6 +164,7 @@ public struct OpenedTaskFilter {
         }
         if filter.tree != nil { config.by_tree = 1 }
         config.subtrees = UInt8(filter.subtrees.count)
+        if !filter.subtrees.isEmpty && !KernelFeatures.tracingHasAncestorCgroupHelper { config.walk_ancestors = 1 }
         withUnsafeMutableBytes(of: &config.subtree_level) { levels in
             withUnsafeMutableBytes(of: &config.subtree_id) { ids in
                 for (index, subtree) in filter.subtrees.enumerated() {

@@ -173,10 +173,14 @@ struct Completed {
 }
 
 @discardableResult
-func runCommand(_ executable: String, _ arguments: [String], timeout: TimeInterval = 60) throws -> Completed {
+func runCommand(_ executable: String, _ arguments: [String], timeout: TimeInterval = 60,
+                environment: [String: String] = [:]) throws -> Completed {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: executable)
     process.arguments = arguments
+    if !environment.isEmpty {
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+    }
     let out = Pipe(), err = Pipe()
     process.standardOutput = out
     process.standardError = err

@@ -61,6 +61,25 @@ final class AppletRenderingTests: XCTestCase {
             text += line + "\n"
         }
         assertSnapshot(text, named: "capable")
+    }
+
+    /// On a hook that sees cap_capable's option word (fexit, kprobe): AUDIT, and INSETID with -x.
+    func testCapableWithOptions() throws {
+        let audited = Capable.Event(task: task, cap: 13, ret: 0, euid: 0, opts: 0, userns: 4_026_531_837)
+        let quiet = Capable.Event(task: task, cap: 4, ret: -1, euid: 1000, opts: UInt32(CAPABLE_OPT_NOAUDIT | CAPABLE_OPT_INSETID),
+                                  userns: 4_026_531_837)
+        XCTAssertTrue(audited.audit)
+        XCTAssertFalse(quiet.audit)
+        XCTAssertTrue(quiet.insetid)
+        var text = ""
+        for arguments in [[], ["-x"], ["--json"]] {
+            let renderer = Capable.Renderer(config: try Capable.Config(parse(Capable.spec, arguments)), clock: nil,
+                                            optionsKnown: true)
+            text += "# capable \(arguments.joined(separator: " ")) (option word known)\n"
+            if arguments != ["--json"] { text += renderer.table.header + "\n" }
+            for e in [audited, quiet] { text += renderer.render(e).joined(separator: "\n") + "\n" }
+        }
+        assertSnapshot(text, named: "capable_options")
         XCTAssertEqual(Capable.name(40), "CAP_CHECKPOINT_RESTORE")
         XCTAssertEqual(Capable.name(41), "CAP_41")
         XCTAssertEqual(Capable.name(-1), "CAP_-1")
