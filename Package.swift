@@ -8,6 +8,11 @@ let package = Package(
     products: [
         .executable(name: "bpfbox", targets: ["bpfbox"]),
     ],
+    dependencies: [
+        // --metrics: the Prometheus text format and a small HTTP server for /metrics.
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+    ],
     targets: [
         // Host tool run by the plugin: clang -target bpf -> strip -> base64 Swift source.
         .executableTarget(name: "bpf-compile", path: "Sources/bpf-compile"),
@@ -43,8 +48,19 @@ let package = Package(
             path: "Sources/ContainerFilter"
         ),
         .target(
+            name: "MetricsServer",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ],
+            path: "Sources/MetricsServer"
+        ),
+        .target(
             name: "Applets",
-            dependencies: ["BPFKit", "ContainerFilter", "BPFSupport"],
+            dependencies: ["BPFKit", "ContainerFilter", "BPFSupport", "MetricsServer",
+                           .product(name: "Prometheus", package: "swift-prometheus")],
             path: "Sources/Applets"
         ),
         .executableTarget(

@@ -3,6 +3,7 @@ import BPFKit
 import BPFObjects
 import BPFSupport
 import ContainerFilter
+import MetricsServer
 
 /// capable: trace capability checks, as bcc's capable.
 public enum Capable {
@@ -20,7 +21,7 @@ public enum Capable {
             option.long == "verbose"
                 ? OptionSpec("v", "verbose", help: "show libbpf's log; every check is shown anyway (audited or not)")
                 : option
-        },
+        } + MetricsOptions.specs,
         examples: [
             ("capable", "trace capability checks"),
             ("capable -p 181", "only process 181"),
@@ -30,6 +31,7 @@ public enum Capable {
             ("capable --unique", "each capability once per process"),
             ("capable --unique=cgroup", "each capability once per cgroup"),
             ("capable --cgroupmap /sys/fs/bpf/set", "only cgroups in this map"),
+            ("capable --metrics :9464 --quiet", "Prometheus counts of checks, nothing printed"),
         ]
     )
 
@@ -64,6 +66,7 @@ public enum Capable {
         public var userStack = false
         public var unique: UInt8 = 0
         public var tracing: TracingOptions
+        public var metrics: MetricsOptions
 
         public init(_ parsed: ParsedOptions) throws(UsageError) {
             guard parsed.positionals.isEmpty else { throw UsageError("unexpected argument '\(parsed.positionals[0])'") }
@@ -79,6 +82,7 @@ public enum Capable {
                 }
             }
             tracing = try TracingOptions(parsed)
+            metrics = try MetricsOptions(parsed)
         }
     }
 
@@ -102,8 +106,19 @@ public enum Capable {
             let renderer = Renderer(config: config, clock: tracer, stacks: stacks, kernelSymbols: kernelSymbols,
                                     containers: config.tracing.showContainers ? .host() : nil,
                                     optionsKnown: tracer.hooks.first?.variant.kind != .tracepoint)
-            return try tracer.stream(applet: "capable", json: config.tracing.json, header: renderer.table.header,
-                                     decode: Event.init, render: renderer.render)
+            let metrics = try AppletMetrics.start(config.metrics, applet: "capable", tracer: tracer)
+            let checks = metrics?.counter("bpfbox_capability_checks_total", help: "capability checks by capability, verdict and command",
+                                          labels: ["cap", "verdict", "comm"] + (renderer.containers == nil ? [] : ["container"]))
+            let quiet = config.metrics.quiet
+            return try tracer.stream(applet: "capable", json: config.tracing.json, header: quiet ? nil : renderer.table.header,
+                                     decode: Event.init) { event in
+                if let checks {
+                    var labels = [Capable.name(event.cap), event.allowed ? "allow" : "deny", String(decoding: event.task.comm, as: UTF8.self)]
+                    if let containers = renderer.containers { labels.append(containers.shortName(event.task.cgroupID) ?? "") }
+                    checks.add(labels, 1)
+                }
+                return quiet ? [] : renderer.render(event)
+            }
         }
     }
 

@@ -37,11 +37,14 @@ public final class ContainerLabels<Key: Hashable> {
         return found
     }
 
-    /// CONTAINER: the name, or the short id when the runtime keeps no name; "-" on the host.
+    /// The container's name, or its short id when the runtime keeps no name; nil on the host.
+    func shortName(_ key: Key) -> String? {
+        container(key).map { $0.name == $0.id ? $0.shortID : $0.name }
+    }
+
+    /// CONTAINER: the short name; "-" on the host.
     func column<Row>(_ key: @escaping (Row) -> Key) -> Column<Row> {
-        Column("CONTAINER", width: 12) { [self] row in
-            container(key(row)).map { Escape.terminal($0.name == $0.id ? $0.shortID : $0.name) } ?? "-"
-        }
+        Column("CONTAINER", width: 12) { [self] row in shortName(key(row)).map { Escape.terminal($0) } ?? "-" }
     }
 
     /// "container": {id, name, runtime, pod_uid, pod, namespace, cgroup}, or null on the host.

@@ -3,6 +3,7 @@ import BPFKit
 import BPFObjects
 import BPFSupport
 import ContainerFilter
+import MetricsServer
 
 /// skbcount: packets and bytes per cgroup, counted by cgroup_skb programs.
 public enum SkbCount {
@@ -26,7 +27,7 @@ public enum SkbCount {
             case "json": return OptionSpec(nil, "json", help: "print one JSON object per cgroup per interval (NDJSON)")
             default: return option
             }
-        },
+        } + MetricsOptions.specs,
         examples: [
             ("skbcount", "every cgroup, every second"),
             ("skbcount -c CGROUP 5", "one cgroup and its children, every 5s"),
@@ -35,6 +36,7 @@ public enum SkbCount {
             ("skbcount --run curl -s URL", "the traffic of one command"),
             ("skbcount --json 1 3", "three one-second samples as JSON"),
             ("skbcount --pin /sys/fs/bpf/net -c CG", "count with no process running"),
+            ("skbcount --metrics :9464 --quiet", "Prometheus metrics per cgroup, nothing printed"),
         ],
         stopAfter: ["run"]
     )
@@ -51,6 +53,7 @@ public enum SkbCount {
         public var pin: String?
         public var unpin: String?
         public var tracing: TracingOptions
+        public var metrics: MetricsOptions
 
         public init(_ parsed: ParsedOptions) throws(UsageError) {
             if parsed.has("mntnsmap") {
@@ -71,6 +74,7 @@ public enum SkbCount {
             noClear = parsed.has("noclear")
             noSummary = parsed.has("nosummary")
             tracing = try TracingOptions(parsed)
+            metrics = try MetricsOptions(parsed)
             tracing.cgroups = [] // -c/--cgroup: attached to, not a task filter
             if !command.isEmpty && (!cgroups.isEmpty || !tracing.containers.isEmpty || tracing.cgroupMap != nil) {
                 throw UsageError("--run makes its own cgroup: it cannot be combined with -c or --cgroupmap")
@@ -184,6 +188,7 @@ public enum SkbCount {
             let output = Output()
             var names = CgroupV2.tree(mount: mount)
             var totals: [String: Row] = [:]
+            let exporter = try Exporter(AppletMetrics.start(config.metrics, applet: "skbcount", tracer: tracer), containers: renderer.containers)
 
             func sample() -> [Row] {
                 let drained = counts.drain(UInt64.self, skbcount_value.self)
@@ -200,6 +205,7 @@ public enum SkbCount {
                     }
                     rows[key, default: Row(cgroup: key)].add(value)
                 }
+                exporter?.record(rows.values)
                 for (key, row) in rows {
                     var total = totals[key, default: Row(cgroup: key)]
                     total.rxPackets += row.rxPackets
@@ -231,13 +237,44 @@ public enum SkbCount {
                 output.flush()
                 return 0
             }
-            if !config.tracing.json {
+            let quiet = config.metrics.quiet
+            if !config.tracing.json && !quiet {
                 output.line("Tracing... Output every \(TcpTop.formatInterval(config.interval)) secs. Hit Ctrl-C to end")
                 output.flush()
             }
             return try tracer.runIntervals(applet: "skbcount", output: output, json: config.tracing.json,
                                            interval: config.interval, count: config.count) {
-                for line in renderer.render(sample(), clear: output.isTerminal && !config.noClear) { output.line(line) }
+                let rows = sample()
+                if quiet { return }
+                for line in renderer.render(rows, clear: output.isTerminal && !config.noClear) { output.line(line) }
+            }
+        }
+    }
+
+    /// --metrics: packets and bytes per cgroup (and container), as Prometheus counters.
+    struct Exporter {
+        let metrics: AppletMetrics
+        let containers: ContainerLabels<String>?
+        let series: [CounterSeries]
+
+        init?(_ metrics: AppletMetrics?, containers: ContainerLabels<String>?) {
+            guard let metrics else { return nil }
+            self.metrics = metrics
+            self.containers = containers
+            let labels = containers == nil ? ["cgroup"] : ["cgroup", "container"]
+            series = [("rx_packets", "IP packets received"), ("rx_bytes", "bytes received at the IP layer"),
+                      ("tx_packets", "IP packets sent"), ("tx_bytes", "bytes sent at the IP layer")].map { name, help in
+                metrics.counter("bpfbox_cgroup_\(name)_total", help: "\(help) by the sockets of a cgroup", labels: labels)
+            }
+        }
+
+        func record(_ rows: some Sequence<Row>) {
+            for row in rows {
+                var labels = [row.cgroup]
+                if let containers { labels.append(containers.shortName(row.cgroup) ?? "") }
+                for (counter, value) in zip(series, [row.rxPackets, row.rxBytes, row.txPackets, row.txBytes]) {
+                    counter.add(labels, Int64(clamping: value))
+                }
             }
         }
     }

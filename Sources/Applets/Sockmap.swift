@@ -3,6 +3,8 @@ import BPFKit
 import BPFObjects
 import BPFSupport
 import ContainerFilter
+import MetricsServer
+import Prometheus
 
 /// sockmap: splices the local TCP connections of a cgroup socket to socket (sock_ops + sk_msg
 /// on a SOCKHASH), and shows what it spliced.
@@ -20,13 +22,14 @@ public enum Sockmap {
             OptionSpec(nil, "json", help: "print one JSON object per interval (NDJSON)"),
             OptionSpec("v", "verbose", help: "say which connections are tracked, and why others are not accelerated"),
             OptionSpec(nil, "apply-bytes", value: "N", help: "let one redirect decision cover N bytes (default 0: decide every write); spliced bytes are then not counted"),
-        ],
+        ] + MetricsOptions.specs,
         examples: [
             ("sockmap -c /sys/fs/cgroup/app", "accelerate the local TCP of one cgroup"),
             ("sockmap -c CG -v", "and explain what is not accelerated"),
             ("sockmap -c CG 5", "show the counters every 5 seconds"),
             ("sockmap --cgroupmap /sys/fs/bpf/set", "the cgroups listed in a map"),
             ("sockmap -c CG --json 1 3", "three samples as JSON"),
+            ("sockmap -c CG --metrics :9464 --quiet", "Prometheus counters, nothing printed"),
         ]
     )
 
@@ -36,6 +39,7 @@ public enum Sockmap {
         public var cgroups: [String] = []
         public var applyBytes: UInt32 = 0
         public var tracing: TracingOptions
+        public var metrics: MetricsOptions
 
         public init(_ parsed: ParsedOptions) throws(UsageError) {
             if parsed.has("mntnsmap") {
@@ -44,6 +48,7 @@ public enum Sockmap {
             (interval, count) = try ParseValue.intervalAndCount(parsed.positionals)
             cgroups = parsed.all("cgroup")
             tracing = try TracingOptions(parsed)
+            metrics = try MetricsOptions(parsed)
             tracing.cgroups = [] // -c/--cgroup: attached to, not a task filter
             if let text = parsed.value("apply-bytes") {
                 guard let value = UInt32(text) else { throw UsageError("--apply-bytes: '\(text)' is not a byte count from 0 to \(UInt32.max)") }
@@ -144,7 +149,9 @@ public enum Sockmap {
             let paths = CgroupPaths(mount: mount)
             let place = selected.isEmpty ? "the cgroups of \(config.tracing.cgroupMap!)" : selected.map(\.path).joined(separator: " ")
 
-            if !config.tracing.json {
+            let exporter = try Exporter(AppletMetrics.start(config.metrics, applet: "sockmap", tracer: tracer), countsBytes: config.applyBytes == 0)
+            let quiet = config.metrics.quiet
+            if !config.tracing.json && !quiet {
                 output.line("Splicing local TCP connections of \(Escape.terminal(place)) (connections made from now on). Hit Ctrl-C to end.")
             }
             if config.tracing.verbose {
@@ -160,7 +167,7 @@ public enum Sockmap {
                 let before = Preexisting.connections(inCgroups: scanned, mount: mount)
                 for line in renderer.preexisting(before, wallNs: wallNow()) { output.line(line) }
             }
-            if !config.tracing.json { output.line(renderer.header) }
+            if !config.tracing.json && !quiet { output.line(renderer.header) }
             output.flush()
             var last = Counters()
             let code = try tracer.runIntervals(applet: "sockmap", output: output, json: config.tracing.json,
@@ -168,11 +175,39 @@ public enum Sockmap {
                 let now = Counters(stats: stats)
                 let sample = Sample(sockets: sockets.keys(sockmap_key.self).count, delta: now - last)
                 last = now
-                output.line(renderer.render(sample, wallNs: wallNow()))
+                exporter?.record(sample)
+                if !quiet { output.line(renderer.render(sample, wallNs: wallNow())) }
             }
-            output.line(renderer.totals(last))
+            if !quiet { output.line(renderer.totals(last)) }
             output.flush()
             return code
+        }
+    }
+
+    /// --metrics: the counters as Prometheus counters, the map's size as a gauge.
+    struct Exporter {
+        let sockets: Gauge
+        let counters: [(CounterSeries, KeyPath<Counters, UInt64>)]
+
+        init?(_ metrics: AppletMetrics?, countsBytes: Bool) {
+            guard let metrics else { return nil }
+            sockets = metrics.registry.makeGauge(name: "bpfbox_sockmap_sockets", help: "TCP sockets in the socket map now")
+            var counters: [(String, String, KeyPath<Counters, UInt64>)] = [
+                ("sockets_added", "sockets put in the socket map", \.socketsAdded),
+                ("sockets_refused", "established sockets the socket map refused", \.socketsRefused),
+                ("spliced_writes", "writes (with --apply-bytes: redirect decisions) spliced to the peer socket", \.messagesRedirected),
+                ("passed_writes", "writes of tracked sockets whose peer was not tracked, passed to TCP", \.messagesPassed),
+                ("passed_bytes", "bytes of those writes", \.bytesPassed),
+            ]
+            if countsBytes { counters.append(("spliced_bytes", "bytes spliced to the peer socket", \.bytesRedirected)) }
+            self.counters = counters.map { name, help, path in
+                (metrics.counter("bpfbox_sockmap_\(name)_total", help: help, labels: []), path)
+            }
+        }
+
+        func record(_ sample: Sample) {
+            sockets.set(to: Double(sample.sockets))
+            for (counter, path) in counters { counter.add([], Int64(clamping: sample.delta[keyPath: path])) }
         }
     }
 
@@ -359,7 +394,7 @@ public enum Sockmap {
             }
             var line = "\(TimeText.clock(wallNs: wallNs)) \(what): \(event.local.text) -> \(event.remote.text)"
             if let cgroup {
-                let container = containers?.container(cgroup).map { ", container " + ($0.name == $0.id ? $0.shortID : $0.name) } ?? ""
+                let container = containers?.shortName(cgroup).map { ", container " + $0 } ?? ""
                 line += " (\(Escape.terminal(cgroup + container)))"
             }
             if let why { line += ": \(why)" }

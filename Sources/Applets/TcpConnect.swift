@@ -3,6 +3,7 @@ import BPFKit
 import BPFObjects
 import BPFSupport
 import ContainerFilter
+import MetricsServer
 
 /// tcpconnect: trace active TCP connects, as bcc's tcpconnect, one line per attempt once its
 /// outcome is known.
@@ -21,7 +22,7 @@ public enum TcpConnect {
             OptionSpec("u", "uid", value: "UID", help: "trace this UID or user name only"),
             OptionSpec("c", "count", help: "count connects per source, destination and port; print them at the end"),
             OptionSpec(nil, "latency", help: "add the connect latency and the outcome (established, refused, ...)"),
-        ] + TracingOptions.specs,
+        ] + TracingOptions.specs + MetricsOptions.specs,
         examples: [
             ("tcpconnect", "trace all TCP connects"),
             ("tcpconnect -t", "with a timestamp column"),
@@ -49,6 +50,7 @@ public enum TcpConnect {
         public var count = false
         public var latency = false
         public var tracing: TracingOptions
+        public var metrics: MetricsOptions
 
         public init(_ parsed: ParsedOptions) throws(UsageError) {
             guard parsed.positionals.isEmpty else { throw UsageError("unexpected argument '\(parsed.positionals[0])'") }
@@ -67,6 +69,7 @@ public enum TcpConnect {
             count = parsed.has("count")
             latency = parsed.has("latency")
             tracing = try TracingOptions(parsed)
+            metrics = try MetricsOptions(parsed)
         }
     }
 
@@ -88,12 +91,22 @@ public enum TcpConnect {
             let output = Output()
             let renderer = Renderer(config: config, clock: tracer, containers: config.tracing.showContainers ? .host() : nil)
             var counts: [CountKey: Int] = [:]
-            if !config.tracing.json {
+            let metrics = try AppletMetrics.start(config.metrics, applet: "tcpconnect", tracer: tracer)
+            let connects = metrics?.counter("bpfbox_tcp_connects_total", help: "active TCP connects by command, destination and outcome",
+                                            labels: ["comm", "daddr", "dport", "outcome"] + (renderer.containers == nil ? [] : ["container"]))
+            let quiet = config.metrics.quiet
+            if !config.tracing.json && !quiet {
                 output.line(config.count ? "Tracing connects... Hit Ctrl-C to end" : renderer.table.header)
             }
             output.flush()
             try tracer.onEvent { raw in
                 guard let event = Event(raw) else { return }
+                if let connects {
+                    var labels = [String(decoding: event.task.comm, as: UTF8.self), event.destination, String(event.dport), event.outcomeName]
+                    if let containers = renderer.containers { labels.append(containers.shortName(event.task.cgroupID) ?? "") }
+                    connects.add(labels, 1)
+                }
+                if quiet { return }
                 if config.count {
                     counts[CountKey(event), default: 0] += 1
                 } else {
@@ -101,7 +114,7 @@ public enum TcpConnect {
                 }
             }
             let status = try tracer.run(applet: "tcpconnect", output: output, json: config.tracing.json)
-            if config.count {
+            if config.count && !quiet {
                 for line in renderer.countLines(counts) { output.line(line) }
                 output.flush()
             }

@@ -3,6 +3,7 @@ import BPFKit
 import BPFObjects
 import BPFSupport
 import ContainerFilter
+import MetricsServer
 
 /// tcptop: TCP traffic per connection and process, summarized every interval, as bcc's tcptop.
 public enum TcpTop {
@@ -24,7 +25,7 @@ public enum TcpTop {
             case "json": return OptionSpec(nil, "json", help: "print one JSON object per connection per interval (NDJSON)")
             default: return option
             }
-        },
+        } + MetricsOptions.specs,
         examples: [
             ("tcptop", "trace TCP send/recv by host, every second"),
             ("tcptop -C", "don't clear the screen"),
@@ -33,6 +34,7 @@ public enum TcpTop {
             ("tcptop 5 3", "three 5-second summaries"),
             ("tcptop --json 1", "one JSON object per connection per second"),
             ("tcptop --cgroupmap /sys/fs/bpf/set", "only cgroups in this map"),
+            ("tcptop --metrics :9464 --quiet", "Prometheus metrics per connection, nothing printed"),
         ]
     )
 
@@ -67,6 +69,7 @@ public enum TcpTop {
         /// -r given: JSON is cut too (by default it has every connection).
         public var rowsGiven = false
         public var tracing: TracingOptions
+        public var metrics: MetricsOptions
 
         public init(_ parsed: ParsedOptions) throws(UsageError) {
             let positionals = parsed.positionals
@@ -84,6 +87,7 @@ public enum TcpTop {
                 rowsGiven = true
             }
             tracing = try TracingOptions(parsed)
+            metrics = try MetricsOptions(parsed)
         }
     }
 
@@ -107,14 +111,45 @@ public enum TcpTop {
             let traffic = try tracer.object.map("traffic").opened()
             let output = Output()
             let renderer = Renderer(config: config, clock: tracer, containers: config.tracing.showContainers ? .host() : nil)
-            if !config.tracing.json {
+            let exporter = try Exporter(AppletMetrics.start(config.metrics, applet: "tcptop", tracer: tracer), containers: renderer.containers)
+            let quiet = config.metrics.quiet
+            if !config.tracing.json && !quiet {
                 output.line("Tracing... Output every \(formatInterval(config.interval)) secs. Hit Ctrl-C to end")
                 output.flush()
             }
             return try tracer.runIntervals(applet: "tcptop", output: output, json: config.tracing.json,
                                            interval: config.interval, count: config.count) {
                 let rows = traffic.drain(tcptop_key.self, tcptop_value.self).map(Row.init)
+                exporter?.record(rows)
+                if quiet { return }
                 for line in renderer.render(rows, clear: output.isTerminal && !config.noClear) { output.line(line) }
+            }
+        }
+    }
+
+    /// --metrics: bytes per connection and process, as Prometheus counters.
+    struct Exporter {
+        let containers: ContainerLabels<UInt64>?
+        let sent: CounterSeries
+        let received: CounterSeries
+
+        init?(_ metrics: AppletMetrics?, containers: ContainerLabels<UInt64>?) {
+            guard let metrics else { return nil }
+            self.containers = containers
+            let labels = ["pid", "comm", "laddr", "lport", "raddr", "rport"] + (containers == nil ? [] : ["container"])
+            sent = metrics.counter("bpfbox_tcp_sent_bytes_total", help: "TCP bytes sent by a process on a connection", labels: labels)
+            received = metrics.counter("bpfbox_tcp_received_bytes_total", help: "TCP bytes received by a process on a connection",
+                                       labels: labels)
+        }
+
+        func record(_ rows: [Row]) {
+            for row in rows {
+                var labels = [String(row.pid), String(decoding: row.comm, as: UTF8.self),
+                              NetAddress.text(family: row.family, bytes: row.laddr), String(row.lport),
+                              NetAddress.text(family: row.family, bytes: row.raddr), String(row.rport)]
+                if let containers { labels.append(containers.shortName(row.cgroupID) ?? "") }
+                sent.add(labels, Int64(clamping: row.sent))
+                received.add(labels, Int64(clamping: row.received))
             }
         }
     }

@@ -195,12 +195,12 @@ public final class Tracer {
     /// The usual run of an event applet: the header (table mode), then every sample decoded by
     /// `decode` and turned into lines by `render` (none when a user-space filter drops it),
     /// until SIGINT/SIGTERM, `duration` or `finished`.
-    public func stream<Event>(applet: String, json: Bool, header: String, duration: Double? = nil,
+    public func stream<Event>(applet: String, json: Bool, header: String?, duration: Double? = nil,
                               before: () -> Void = {}, until finished: () -> Bool = { false },
                               decode: @escaping (UnsafeRawBufferPointer) -> Event?,
                               render: @escaping (Event) -> [String]) throws -> Int32 {
         let output = Output()
-        if !json { output.line(header) }
+        if !json, let header { output.line(header) }
         output.flush()
         try onEvent { raw in
             guard let event = decode(raw) else { return }
