@@ -16,7 +16,8 @@ public enum TcpTop {
             OptionSpec("p", "pid", value: "PID", help: "trace this PID only"),
             OptionSpec("4", "ipv4", help: "trace IPv4 only"),
             OptionSpec("6", "ipv6", help: "trace IPv6 only"),
-            OptionSpec("s", "sort", value: "KEY", help: "sort by all (default), sent or received"),
+            OptionSpec("s", "sort", value: "KEY", help: "sort by all (default), sent or received",
+                       choices: SortKey.allCases.map(\.rawValue)),
             OptionSpec("r", "rows", value: "N", help: "rows to print per table (default 20)"),
         ] + TracingOptions.specs.compactMap { option in
             switch option.long {
@@ -36,7 +37,7 @@ public enum TcpTop {
         ]
     )
 
-    public enum SortKey: String, Sendable { case all, sent, received }
+    public enum SortKey: String, Sendable, CaseIterable { case all, sent, received }
 
     public struct Config {
         public var interval: Double = 1
