@@ -53,7 +53,7 @@ public enum Registry {
     }
 
     /// The options of `bpfbox` itself (before an applet name), for the shell completions.
-    static let topLevelOptions = [
+    public static let topLevelOptions = [
         OptionSpec("l", "list", help: "list the applets"),
         OptionSpec("V", "version", help: "print the version"),
         OptionSpec("h", "help", help: "describe bpfbox and list the applets"),

@@ -22,6 +22,15 @@ final class CompletionsTests: XCTestCase {
         }
     }
 
+    /// The top-level options the scripts offer are the ones bpfbox takes.
+    func testTopLevelOptionsAreAccepted() {
+        for option in Registry.topLevelOptions {
+            for flag in [option.short.map { "-\($0)" }, "--" + option.long].compactMap({ $0 }) {
+                XCTAssertEqual(bpfboxMain(["bpfbox", flag]), 0, flag)
+            }
+        }
+    }
+
     func testUnknownShellAndMissingShellAreUsageErrors() {
         XCTAssertNil(Completions.script(for: "tcsh"))
         XCTAssertEqual(bpfboxMain(["bpfbox", "completions"]), 2)
