@@ -1,15 +1,17 @@
 @preconcurrency import Glibc
 
-/// `bpfbox install`: copies the running binary to PREFIX/bin, links every applet to it, and
-/// installs the man pages found beside the binary's source tree (or given by --man-dir).
+/// `bpfbox install`: copies the running binary to PREFIX/bin, links every applet to it, installs
+/// the man pages found beside the binary (a source tree's man/man8, or a release tarball's
+/// share/man/man8; or --man-dir), and writes the shell completions where bash, zsh and fish look.
 public enum Install {
     public static let spec = CommandSpec(
         name: "install",
-        summary: "Install bpfbox, a link per applet, and the man pages.",
+        summary: "Install bpfbox, a link per applet, the man pages and the shell completions.",
         options: [
             OptionSpec(nil, "prefix", value: "DIR", help: "installation prefix (default /usr/local)"),
             OptionSpec(nil, "man-dir", value: "DIR", help: "where the man8 pages are (default: found from the binary)"),
             OptionSpec(nil, "no-man", help: "do not install man pages"),
+            OptionSpec(nil, "no-completions", help: "do not install the bash, zsh and fish completions"),
         ]
     )
 
@@ -39,7 +41,7 @@ public enum Install {
             let target = bin + "/bpfbox"
             if realPath(target) != exe { try copyFile(exe, to: target, mode: 0o755) }
             var linked: [String] = []
-            for applet in Registry.applets where applet.kind == .tracing {
+            for applet in Registry.applets where applet.isLinked {
                 let link = bin + "/" + applet.name
                 unlink(link)
                 guard symlink("bpfbox", link) == 0 else { throw RuntimeFailure("cannot link \(link): \(String(cString: strerror(errno)))") }
@@ -63,6 +65,10 @@ public enum Install {
                 }
                 print("installed man pages in \(destination): \(pages.joined(separator: " "))")
             }
+            if !parsed.has("no-completions") {
+                try installCompletions(prefix: prefix)
+                print("installed completions for bash, zsh and fish in \(prefix)/share")
+            }
             return 0
         } catch {
             printError("install: \(error)")
@@ -70,13 +76,41 @@ public enum Install {
         }
     }
 
+    /// Where each shell finds a command's completions under PREFIX/share; bash and fish look a
+    /// command up by its name, so each applet link gets a link NAME+suffix to the script.
+    static let completionFiles: [(shell: String, path: String, linkSuffix: String?)] = [
+        ("bash", "bash-completion/completions/bpfbox", ""),
+        ("zsh", "zsh/site-functions/_bpfbox", nil),
+        ("fish", "fish/vendor_completions.d/bpfbox.fish", ".fish"),
+    ]
+
+    static func installCompletions(prefix: String) throws {
+        for (shell, path, linkSuffix) in completionFiles {
+            let file = prefix + "/share/" + path
+            let slash = file.lastIndex(of: "/")!
+            let directory = String(file[..<slash])
+            try makeDirectories(directory)
+            try writeFile(file, Array((Completions.script(for: shell) ?? "").utf8), mode: 0o644)
+            guard let linkSuffix else { continue }
+            for applet in Registry.applets where applet.isLinked {
+                let link = directory + "/" + applet.name + linkSuffix
+                unlink(link)
+                guard symlink(String(file[file.index(after: slash)...]), link) == 0 else {
+                    throw RuntimeFailure("cannot link \(link): \(String(cString: strerror(errno)))")
+                }
+            }
+        }
+    }
+
+    /// man/man8 of a source tree, or share/man/man8 of a release tarball, above the binary.
     static func findManDirectory(from exe: String) -> String? {
         var dir = exe
         for _ in 0..<6 {
             guard let slash = dir.lastIndex(of: "/"), slash != dir.startIndex else { break }
             dir = String(dir[..<slash])
-            let candidate = dir + "/man/man8"
-            if access(candidate + "/execsnoop.8", R_OK) == 0 { return candidate }
+            for candidate in [dir + "/man/man8", dir + "/share/man/man8"] where access(candidate + "/execsnoop.8", R_OK) == 0 {
+                return candidate
+            }
         }
         return nil
     }
@@ -101,21 +135,37 @@ public enum Install {
         let input = open(source, O_RDONLY | O_CLOEXEC)
         guard input >= 0 else { throw RuntimeFailure("cannot read \(source): \(String(cString: strerror(errno)))") }
         defer { close(input) }
-        let temporary = destination + ".tmp-install"
-        let output = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
-        guard output >= 0 else { throw RuntimeFailure("cannot write \(destination): \(String(cString: strerror(errno)))") }
+        var bytes: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 1 << 16)
         while true {
             let n = read(input, &buffer, buffer.count)
             if n == 0 { break }
-            guard n > 0, write(output, buffer, n) == n else {
-                close(output)
-                unlink(temporary)
-                throw RuntimeFailure("copying \(source) to \(destination) failed: \(String(cString: strerror(errno)))")
+            guard n > 0 else { throw RuntimeFailure("cannot read \(source): \(String(cString: strerror(errno)))") }
+            bytes += buffer[..<n]
+        }
+        try writeFile(destination, bytes, mode: mode)
+    }
+
+    /// Writes a file whole: to a temporary name beside it, then renamed over it.
+    static func writeFile(_ destination: String, _ bytes: [UInt8], mode: mode_t) throws {
+        let temporary = destination + ".tmp-install"
+        let output = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
+        guard output >= 0 else { throw RuntimeFailure("cannot write \(destination): \(String(cString: strerror(errno)))") }
+        let written = bytes.withUnsafeBytes { raw in
+            var offset = 0
+            while offset < raw.count {
+                let n = write(output, raw.baseAddress! + offset, raw.count - offset)
+                guard n > 0 else { return false }
+                offset += n
             }
+            return true
         }
         fchmod(output, mode)
         close(output)
+        guard written else {
+            unlink(temporary)
+            throw RuntimeFailure("writing \(destination) failed: \(String(cString: strerror(errno)))")
+        }
         guard rename(temporary, destination) == 0 else {
             throw RuntimeFailure("cannot replace \(destination): \(String(cString: strerror(errno)))")
         }

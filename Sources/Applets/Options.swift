@@ -9,15 +9,18 @@ public struct OptionSpec: Sendable {
     public let hidden: Bool
     /// The value may be left out (`--unique` or `--unique=cgroup`); it is then "".
     public let optionalValue: Bool
+    /// The values the option takes, when they are a fixed list (offered by the shell completions).
+    public let choices: [String]
 
     public init(_ short: Character?, _ long: String, value: String? = nil, help: String, hidden: Bool = false,
-                optionalValue: Bool = false) {
+                optionalValue: Bool = false, choices: [String] = []) {
         self.short = short
         self.long = long
         self.value = value
         self.help = help
         self.hidden = hidden
         self.optionalValue = optionalValue
+        self.choices = choices
     }
 }
 
@@ -31,14 +34,17 @@ public struct CommandSpec: Sendable {
     public let stopAfter: Set<String>
     /// Usage lines written by hand, for an applet with subcommands; else generated from the options.
     public let synopsis: [String]
+    /// The words the first positional takes, when they are a fixed list (filter's subcommands).
+    public let positionalChoices: [String]
 
     public init(name: String, summary: String, synopsis: [String] = [], positionals: [(name: String, help: String)] = [],
-                options: [OptionSpec], examples: [(command: String, meaning: String)] = [],
+                positionalChoices: [String] = [], options: [OptionSpec], examples: [(command: String, meaning: String)] = [],
                 stopAfter: Set<String> = []) {
         self.name = name
         self.summary = summary
         self.synopsis = synopsis
         self.positionals = positionals
+        self.positionalChoices = positionalChoices
         self.options = [OptionSpec("h", "help", help: "show this help message and exit")] + options
         self.examples = examples
         self.stopAfter = stopAfter

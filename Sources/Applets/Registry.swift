@@ -13,6 +13,10 @@ public struct Applet: Sendable {
     /// The man page's file name in man/man8: the tool's own name for a tracing applet (as bcc's
     /// tools have), `bpfbox-NAME.8` for a support applet, whose name alone would be too generic.
     public var manPage: String { kind == .tracing ? "\(name).8" : "bpfbox-\(name).8" }
+
+    /// Whether the applet gets a link of its own name (installed, packaged, completed): the
+    /// tracing applets; a support applet is run as `bpfbox NAME`.
+    public var isLinked: Bool { kind == .tracing }
 }
 
 public enum Registry {
@@ -37,6 +41,8 @@ public enum Registry {
                spec: Filter.spec, main: Filter.main),
         Applet(name: "install", summary: "install bpfbox, its applet links and man pages", kind: .support,
                spec: Install.spec, main: Install.main),
+        Applet(name: "completions", summary: "print the bash, zsh or fish completion script", kind: .support,
+               spec: Completions.spec, main: Completions.main),
     ]
 
     public static func applet(named name: String) -> Applet? { applets.first { $0.name == name } }
@@ -45,6 +51,13 @@ public enum Registry {
         let width = (applets.map(\.name.count).max() ?? 0) + 2
         return applets.map { "  " + $0.name.padding(width) + $0.summary }.joined(separator: "\n")
     }
+
+    /// The options of `bpfbox` itself (before an applet name), for the shell completions.
+    public static let topLevelOptions = [
+        OptionSpec("l", "list", help: "list the applets"),
+        OptionSpec("V", "version", help: "print the version"),
+        OptionSpec("h", "help", help: "describe bpfbox and list the applets"),
+    ]
 
     static let usage = """
         usage: bpfbox APPLET [ARGS...]     or a link named after the applet

@@ -17,7 +17,8 @@ public enum TcpTop {
             OptionSpec("p", "pid", value: "PID", help: "trace this PID only"),
             OptionSpec("4", "ipv4", help: "trace IPv4 only"),
             OptionSpec("6", "ipv6", help: "trace IPv6 only"),
-            OptionSpec("s", "sort", value: "KEY", help: "sort by all (default), sent or received"),
+            OptionSpec("s", "sort", value: "KEY", help: "sort by all (default), sent or received",
+                       choices: SortKey.allCases.map(\.rawValue)),
             OptionSpec("r", "rows", value: "N", help: "rows to print per table (default 20)"),
         ] + TracingOptions.specs.compactMap { option in
             switch option.long {
@@ -38,7 +39,7 @@ public enum TcpTop {
         ]
     )
 
-    public enum SortKey: String, Sendable { case all, sent, received }
+    public enum SortKey: String, Sendable, CaseIterable { case all, sent, received }
 
     /// The sock/ tracepoints where the kernel has them (6.12 has them, 6.1 not); elsewhere the return
     /// of tcp_sendmsg and tcp_recvmsg, whose arguments changed in 5.19 (`nonblock` removed).

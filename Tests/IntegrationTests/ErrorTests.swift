@@ -127,6 +127,13 @@ final class ErrorTests: XCTestCase {
         XCTAssertTrue(FileManager.default.isExecutableFile(atPath: prefix + "/bin/bpfbox"))
         XCTAssertEqual(try FileManager.default.destinationOfSymbolicLink(atPath: prefix + "/bin/execsnoop"), "bpfbox")
         XCTAssertTrue(FileManager.default.fileExists(atPath: prefix + "/share/man/man8/execsnoop.8"))
+        XCTAssertTrue(FileManager.default.fileExists(atPath: prefix + "/share/man/man8/bpfbox-completions.8"))
+        let bash = prefix + "/share/bash-completion/completions/"
+        XCTAssertTrue((try? String(contentsOfFile: bash + "bpfbox", encoding: .utf8))?.contains("complete -F _bpfbox") == true)
+        XCTAssertEqual(try FileManager.default.destinationOfSymbolicLink(atPath: bash + "execsnoop"), "bpfbox")
+        XCTAssertTrue(FileManager.default.fileExists(atPath: prefix + "/share/zsh/site-functions/_bpfbox"))
+        XCTAssertEqual(try FileManager.default.destinationOfSymbolicLink(atPath: prefix + "/share/fish/vendor_completions.d/execsnoop.fish"),
+                       "bpfbox.fish")
         let help = try runCommand(prefix + "/bin/execsnoop", ["--help"])
         XCTAssertEqual(help.status, 0)
     }

@@ -188,3 +188,15 @@ func decodeExecEvent(_ sample: [UInt8]) -> ExecSnoop.Event? {
 let outOfBoundsMarker = "OOB!"
 
 func text(_ bytes: [UInt8]) -> String { String(decoding: bytes, as: UTF8.self) }
+
+// MARK: - Tools the tests run
+
+/// Skips a test whose tool (a shell, a validator) is not installed, with the reason; fails it
+/// instead when BPFBOX_REQUIRE_TOOLS=1 (.ci/run installs them).
+func requireTool(_ name: String, remedy: String, file: StaticString = #filePath, line: UInt = #line) throws -> Never {
+    let reason = "\(name) is not installed (\(remedy))"
+    if ProcessInfo.processInfo.environment["BPFBOX_REQUIRE_TOOLS"] == "1" {
+        XCTFail("BPFBOX_REQUIRE_TOOLS=1 but \(reason)", file: file, line: line)
+    }
+    throw XCTSkip(reason)
+}

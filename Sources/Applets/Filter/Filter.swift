@@ -18,8 +18,10 @@ public enum Filter {
         ],
         positionals: [("SUBCOMMAND", "create, add, del, list, destroy or oci-hook"),
                       ("PATH", "the map, pinned on bpffs (/sys/fs/bpf/...)")],
+        positionalChoices: subcommands,
         options: [
-            OptionSpec("t", "type", value: "TYPE", help: "create: cgroup (keys are cgroup-v2 ids, for --cgroupmap) or mntns (mount namespace ids, for --mntnsmap)"),
+            OptionSpec("t", "type", value: "TYPE", help: "create: cgroup (keys are cgroup-v2 ids, for --cgroupmap) or mntns (mount namespace ids, for --mntnsmap)",
+                       choices: ["cgroup", "mntns"]),
             OptionSpec(nil, "entries", value: "N", help: "create: the most keys the map holds (default 1024)"),
             OptionSpec(nil, "cgroup", value: "DIR", help: "add/del: a cgroup-v2 directory, absolute or relative to the cgroup2 mount (cgroup maps)"),
             OptionSpec("p", "pid", value: "PID", help: "add/del: the cgroup, or the mount namespace, of this process"),
