@@ -39,6 +39,8 @@ public enum Registry {
                spec: Sockmap.spec, main: Sockmap.main),
         Applet(name: "filter", summary: "create, fill and list the container filter maps; an OCI hook", kind: .support,
                spec: Filter.spec, main: Filter.main),
+        Applet(name: "doctor", summary: "check what this machine offers bpfbox", kind: .support,
+               spec: Doctor.spec, main: Doctor.main),
         Applet(name: "install", summary: "install bpfbox, its applet links and man pages", kind: .support,
                spec: Install.spec, main: Install.main),
         Applet(name: "completions", summary: "print the bash, zsh or fish completion script", kind: .support,

@@ -80,6 +80,11 @@ public enum KernelFeatures {
         KernelBTF.shared?.parameterCount(name)
     }
 
+    /// Whether the kernel's BTF has a type of this name and BTF kind (4 struct, 8 typedef, 12 func).
+    public static func hasBTFType(_ name: String, kind: UInt32) -> Bool {
+        KernelBTF.shared?.has(name, kind: kind) ?? false
+    }
+
     /// Whether the kernel has BPF ring buffers (Linux 5.8 and later).
     public static var hasRingBuffer: Bool {
         libbpf_probe_bpf_map_type(BPF_MAP_TYPE_RINGBUF, nil) == 1

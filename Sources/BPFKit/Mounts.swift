@@ -64,7 +64,7 @@ public enum Privileges {
         return "not root"
     }
 
-    static func effectiveCapabilities() -> UInt64? {
+    public static func effectiveCapabilities() -> UInt64? {
         guard let file = fopen("/proc/self/status", "r") else { return nil }
         defer { fclose(file) }
         var line = [CChar](repeating: 0, count: 256)

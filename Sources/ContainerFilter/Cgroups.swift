@@ -41,7 +41,7 @@ public enum CgroupV2 {
         return nil
     }
 
-    static func unescapeMountField(_ field: String) -> String {
+    public static func unescapeMountField(_ field: String) -> String {
         var out = [UInt8]()
         let bytes = Array(field.utf8)
         var i = 0

@@ -23,4 +23,9 @@ void bpfsupport_set_log(int verbose);
 /* The kept tail of libbpf's warnings since the last call; "" when none. Resets the buffer. */
 const char *bpfsupport_take_log(void);
 
+/* The content of /sys/kernel/security/lockdown into buf (NUL-terminated), read from securityfs
+ * mounted by a child process in a private mount namespace, so that no mount is left behind.
+ * Returns the length, or -1 when it cannot be read (no securityfs, no lockdown LSM, no rights). */
+int bpfsupport_read_lockdown(char *buf, int len);
+
 #endif
