@@ -121,8 +121,8 @@ class Sockmap:
         return err, bytes(self.out).decode(errors="replace")
 
 
-TOTALS = re.compile(r"Totals: (\d+) sockets tracked, (\d+) writes spliced(?: \((\d+) KB\))?, "
-                    r"(\d+) passed to TCP \((\d+) KB\)(?:, (\d+) sockets the map refused)?")
+TOTALS = re.compile(r"Totals: (\d+) sockets tracked, (\d+) (?:writes spliced|redirect decisions)(?: \((\d+) KB\))?, "
+                    r"(\d+) passed to TCP \((\d+) KB\)(?:, (\d+) sockets? the map refused)?")
 
 
 def parse_totals(output):
