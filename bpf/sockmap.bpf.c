@@ -64,6 +64,15 @@ static __always_inline void count(enum sockmap_stat which, __u64 n)
 		*value += n; /* per CPU, and sk_msg/sock_ops do not nest on one CPU */
 }
 
+/* A context's IPv6 address, word by word: each context access at a constant offset. */
+#define COPY_IP6(dst, src)                                                                         \
+	do {                                                                                       \
+		(dst)[0] = (src)[0];                                                               \
+		(dst)[1] = (src)[1];                                                               \
+		(dst)[2] = (src)[2];                                                               \
+		(dst)[3] = (src)[3];                                                               \
+	} while (0)
+
 static __always_inline bool v4_mapped(const __u32 *ip6)
 {
 	return ip6[0] == 0 && ip6[1] == 0 && ip6[2] == bpf_htonl(0x0000ffff);
@@ -135,14 +144,8 @@ int sockmap_track(struct bpf_sock_ops *skops)
 	/* --cgroupmap: attached at the root, only sockets of the listed cgroups are tracked. */
 	if (bpfbox_filter_cfg.by_cgroup && !bpf_map_lookup_elem(&cgroup_filter, &cgroup_id))
 		return 1;
-	local6[0] = skops->local_ip6[0];
-	local6[1] = skops->local_ip6[1];
-	local6[2] = skops->local_ip6[2];
-	local6[3] = skops->local_ip6[3];
-	remote6[0] = skops->remote_ip6[0];
-	remote6[1] = skops->remote_ip6[1];
-	remote6[2] = skops->remote_ip6[2];
-	remote6[3] = skops->remote_ip6[3];
+	COPY_IP6(local6, skops->local_ip6);
+	COPY_IP6(remote6, skops->remote_ip6);
 	make_key(&key, family, skops->local_ip4, skops->remote_ip4, local6, remote6, skops->local_port,
 		 bpf_ntohl(skops->remote_port));
 	err = bpf_sock_hash_update(skops, &sockets, &key, BPF_ANY);
@@ -166,14 +169,8 @@ int sockmap_redirect(struct sk_msg_md *msg)
 	long verdict;
 
 	/* The peer's key: this socket's tuple, reversed. */
-	local6[0] = msg->local_ip6[0];
-	local6[1] = msg->local_ip6[1];
-	local6[2] = msg->local_ip6[2];
-	local6[3] = msg->local_ip6[3];
-	remote6[0] = msg->remote_ip6[0];
-	remote6[1] = msg->remote_ip6[1];
-	remote6[2] = msg->remote_ip6[2];
-	remote6[3] = msg->remote_ip6[3];
+	COPY_IP6(local6, msg->local_ip6);
+	COPY_IP6(remote6, msg->remote_ip6);
 	make_key(&peer, msg->family, msg->remote_ip4, msg->local_ip4, remote6, local6, bpf_ntohl(msg->remote_port),
 		 msg->local_port);
 	verdict = bpf_msg_redirect_hash(msg, &sockets, &peer, BPF_F_INGRESS);
