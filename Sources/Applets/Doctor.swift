@@ -135,20 +135,20 @@ public enum Doctor {
 
         var tracefsPath: String? { points("tracefs").first }
 
+        /// ok with where it is mounted, or a warning with the fix.
+        private func mounted(_ type: String, as name: String, missing: String, fix: String) -> Check {
+            let points = points(type)
+            return points.isEmpty ? Check(name, .warn, missing, fix: fix) : Check(name, .ok, points.joined(separator: " "))
+        }
+
         var bpffs: Check {
-            let points = points("bpf")
-            return points.isEmpty
-                ? Check("bpffs", .warn, "no BPF file system is mounted",
-                        fix: "pins (--pin, bpfbox filter create) need one: mount -t bpf bpf /sys/fs/bpf (bpfbox mounts it there when it pins)")
-                : Check("bpffs", .ok, points.joined(separator: " "))
+            mounted("bpf", as: "bpffs", missing: "no BPF file system is mounted",
+                    fix: "pins (--pin, bpfbox filter create) need one: mount -t bpf bpf /sys/fs/bpf (bpfbox mounts it there when it pins)")
         }
 
         var tracefs: Check {
-            let points = points("tracefs")
-            return points.isEmpty
-                ? Check("tracefs", .warn, "not mounted",
-                        fix: "applets with tracepoint hooks mount it at /sys/kernel/tracing when they start; to do it now: mount -t tracefs tracefs /sys/kernel/tracing")
-                : Check("tracefs", .ok, points.joined(separator: " "))
+            mounted("tracefs", as: "tracefs", missing: "not mounted",
+                    fix: "applets with tracepoint hooks mount it at /sys/kernel/tracing when they start; to do it now: mount -t tracefs tracefs /sys/kernel/tracing")
         }
 
         var cgroup: Check {
