@@ -194,24 +194,26 @@ public struct JSONLine {
         bytes.reserveCapacity(512)
     }
 
+    private mutating func literal(_ text: StaticString) {
+        text.withUTF8Buffer { bytes.append(contentsOf: $0) }
+    }
+
     private mutating func key(_ name: StaticString) {
-        bytes.append(first ? UInt8(ascii: "\"") : UInt8(ascii: ","))
-        if !first { bytes.append(UInt8(ascii: "\"")) }
+        literal(first ? "\"" : ",\"")
         first = false
-        name.withUTF8Buffer { bytes.append(contentsOf: $0) }
-        bytes.append(UInt8(ascii: "\""))
-        bytes.append(UInt8(ascii: ":"))
+        literal(name)
+        literal("\":")
     }
 
     public mutating func add(_ name: StaticString, _ value: some BinaryInteger) { key(name); JSONLine.appendInteger(value, to: &bytes) }
-    public mutating func add(_ name: StaticString, _ value: Bool) { key(name); bytes += value ? Array("true".utf8) : Array("false".utf8) }
+    public mutating func add(_ name: StaticString, _ value: Bool) { key(name); literal(value ? "true" : "false") }
     public mutating func add(_ name: StaticString, _ value: Double, decimals: Int = 6) {
         key(name)
         appendFixed(value, decimals: decimals, to: &bytes)
     }
     public mutating func add(_ name: StaticString, _ value: String?) {
         key(name)
-        guard let value else { bytes += Array("null".utf8); return }
+        guard let value else { literal("null"); return }
         JSONLine.appendQuoted(value, to: &bytes)
     }
     public mutating func add<C: RandomAccessCollection>(_ name: StaticString, bytes value: C) where C.Element == UInt8 {
