@@ -110,6 +110,30 @@ final class MetricsTests: XCTestCase {
         XCTAssertEqual(tool.stop(), 0)
     }
 
+    func testEventAppletsCountChecksAndConnects() throws {
+        let (capable, capableURL) = try start(["capable"])
+        let (connects, connectsURL) = try start(["tcpconnect"])
+        let listener = try Listener("127.0.0.1")
+        let raw = try runCommand(testHelperPath, ["rawsock", "3"])
+        XCTAssertTrue(raw.stdout.contains("result"), raw.stdout)
+        let connect = try runCommand(testHelperPath, ["connect", "127.0.0.1", String(listener.port)])
+        XCTAssertTrue(connect.stdout.contains("result 0"), connect.stdout)
+        let checks = try scrape(capableURL) { samples in
+            samples.contains { $0.name == "bpfbox_capability_checks_total" && $0.labels["comm"] == "testhelper"
+                && $0.labels["cap"] == "CAP_NET_RAW" && $0.value >= 3 }
+        }
+        XCTAssertEqual(checks.first { $0.labels["comm"] == "testhelper" && $0.labels["cap"] == "CAP_NET_RAW" }?.labels["verdict"], "allow")
+        let made = try scrape(connectsURL) { samples in
+            samples.contains { $0.name == "bpfbox_tcp_connects_total" && $0.labels["dport"] == String(listener.port) }
+        }
+        let row = try XCTUnwrap(made.first { $0.name == "bpfbox_tcp_connects_total" && $0.labels["dport"] == String(listener.port) })
+        XCTAssertEqual(row.value, 1)
+        XCTAssertEqual(row.labels["daddr"], "127.0.0.1")
+        XCTAssertEqual(row.labels["comm"], "testhelper")
+        XCTAssertEqual(capable.stop(), 0)
+        XCTAssertEqual(connects.stop(), 0)
+    }
+
     func testBadMetricsOptions() throws {
         for (arguments, message, status) in [
             (["tcptop", "--metrics", "nonsense"], "is not ADDR:PORT", Int32(2)),
