@@ -54,6 +54,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from benchlib import percentile
 
 BPFTRACE_PROGRAM = (
     r'tracepoint:syscalls:sys_enter_openat { @fname[tid] = args->filename; } '
@@ -79,14 +80,6 @@ class Stop(Exception):
     """SIGTERM: clean up and leave."""
 
 
-def percentile(values, p):
-    data = sorted(values)
-    if len(data) == 1:
-        return data[0]
-    k = (len(data) - 1) * p / 100.0
-    lo = int(k)
-    hi = min(lo + 1, len(data) - 1)
-    return data[lo] + (data[hi] - data[lo]) * (k - lo)
 
 
 def le64(value):

@@ -40,13 +40,13 @@ import argparse
 import json
 import os
 import re
-import select
 import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from benchlib import read_until
 
 LATENCY_TARGET = 2.0
 THROUGHPUT_FLOOR = 0.95
@@ -60,20 +60,6 @@ class InvalidRun(Exception):
     pass
 
 
-def read_until(fd, buf, predicate, deadline):
-    """Reads from fd into buf until predicate(buf) holds; False on EOF or deadline."""
-    while not predicate(buf):
-        left = deadline - time.monotonic()
-        if left <= 0:
-            return False
-        ready, _, _ = select.select([fd], [], [], left)
-        if not ready:
-            return False
-        chunk = os.read(fd, 1 << 16)
-        if not chunk:
-            return False
-        buf += chunk
-    return True
 
 
 class Sockmap:

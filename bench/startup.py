@@ -18,48 +18,25 @@ import base64
 import hashlib
 import json
 import os
-import select
 import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from benchlib import percentile, read_until
 
 HEADER_PREFIX = b"PCOMM"
 START_TARGET = 1.2
 RSS_TARGET = 1.5
 
 
-def percentile(values, p):
-    """Linear interpolation between closest ranks (numpy's default)."""
-    data = sorted(values)
-    if len(data) == 1:
-        return data[0]
-    k = (len(data) - 1) * p / 100.0
-    lo = int(k)
-    hi = min(lo + 1, len(data) - 1)
-    return data[lo] + (data[hi] - data[lo]) * (k - lo)
 
 
 class RunError(Exception):
     pass
 
 
-def read_until(fd, buf, predicate, deadline):
-    """Reads from fd into buf until predicate(buf) holds; False on EOF or deadline."""
-    while not predicate(buf):
-        left = deadline - time.monotonic()
-        if left <= 0:
-            return False
-        ready, _, _ = select.select([fd], [], [], left)
-        if not ready:
-            return False
-        chunk = os.read(fd, 65536)
-        if not chunk:
-            return False
-        buf += chunk
-    return True
 
 
 def proc_status(pid):

@@ -42,13 +42,13 @@ import fcntl
 import json
 import os
 import re
-import select
 import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from benchlib import percentile, read_until
 
 PIPE_BYTES = 1 << 20
 F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
@@ -59,31 +59,8 @@ class RunError(Exception):
     pass
 
 
-def percentile(values, p):
-    """Linear interpolation between closest ranks (numpy's default)."""
-    data = sorted(values)
-    if len(data) == 1:
-        return data[0]
-    k = (len(data) - 1) * p / 100.0
-    lo = int(k)
-    hi = min(lo + 1, len(data) - 1)
-    return data[lo] + (data[hi] - data[lo]) * (k - lo)
 
 
-def read_until(fd, buf, predicate, deadline):
-    """Reads from fd into buf until predicate(buf) holds; False on EOF or deadline."""
-    while not predicate(buf):
-        left = deadline - time.monotonic()
-        if left <= 0:
-            return False
-        ready, _, _ = select.select([fd], [], [], left)
-        if not ready:
-            return False
-        chunk = os.read(fd, 1 << 20)
-        if not chunk:
-            return False
-        buf += chunk
-    return True
 
 
 def cpu_ns(pid):
