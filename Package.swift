@@ -69,7 +69,7 @@ let package = Package(
             path: "Sources/bpfbox",
             // A release binary carries the Swift runtime: it needs only the system's C and C++ libraries,
             // starts faster and maps less (docs/performance.md).
-            linkerSettings: [.unsafeFlags(["-static-stdlib", "-Xlinker", "-no-pie"], .when(configuration: .release))]
+            linkerSettings: [.unsafeFlags(["-static-stdlib", "-Xlinker", "-no-pie", "-Xlinker", "--no-export-dynamic"], .when(configuration: .release))]
         ),
         .testTarget(
             name: "UnitTests",

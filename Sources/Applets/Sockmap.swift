@@ -191,7 +191,7 @@ public enum Sockmap {
 
         init?(_ metrics: AppletMetrics?, countsBytes: Bool) {
             guard let metrics else { return nil }
-            sockets = metrics.registry.makeGauge(name: "bpfbox_sockmap_sockets", help: "TCP sockets in the socket map now")
+            sockets = metrics.registry.makeGauge(descriptor: metricName("bpfbox_sockmap_sockets", help: "TCP sockets in the socket map now"))
             var counters: [(String, String, KeyPath<Counters, UInt64>)] = [
                 ("sockets_added", "sockets put in the socket map", \.socketsAdded),
                 ("sockets_refused", "established sockets the socket map refused", \.socketsRefused),

@@ -102,8 +102,9 @@ public final class CounterSeries {
         self.help = help
         labelNames = labels
         self.limit = max(1, limit)
-        dropped = registry.makeCounter(name: "bpfbox_metrics_series_dropped_total", labels: [("metric", name)],
-                                       help: "Series dropped (the smallest first) to stay within --metrics-max-series")
+        dropped = registry.makeCounter(descriptor: metricName("bpfbox_metrics_series_dropped_total",
+                                                              help: "Series dropped (the smallest first) to stay within --metrics-max-series"),
+                                       labels: [("metric", name)])
     }
 
     public var count: Int { series.count }
@@ -122,8 +123,15 @@ public final class CounterSeries {
             series[smallest.key] = nil
             dropped.increment()
         }
-        let counter = registry.makeCounter(name: name, labels: Array(zip(labelNames, values)), help: help)
+        let counter = registry.makeCounter(descriptor: metricName(name, help: help), labels: Array(zip(labelNames, values)))
         counter.increment(by: amount)
         series[values] = (counter, amount)
     }
+}
+
+/// The descriptor of a metric named in full: a counter's `_total` is its unit.
+public func metricName(_ name: String, help: String) -> MetricNameDescriptor {
+    name.hasSuffix("_total")
+        ? MetricNameDescriptor(metricName: String(name.dropLast(6)), unitName: "total", helpText: help)
+        : MetricNameDescriptor(metricName: name, unitName: "", helpText: help)
 }
