@@ -261,15 +261,21 @@ public func monotonicNow() -> UInt64 {
 }
 
 /// SIGINT and SIGTERM end a run cleanly; SIGPIPE is ignored (a closed stdout ends it instead).
+/// Installed before anything is loaded, so that a signal during the start (loading takes up to a
+/// second) ends the run at its first poll with exit 0 instead of killing the process.
 enum Signals {
     nonisolated(unsafe) static var flag: sig_atomic_t = 0
+    nonisolated(unsafe) static var installed = false
     static var stopRequested: Bool { flag != 0 }
 
     static func install() {
+        guard !installed else { return }
+        installed = true
         var action = sigaction()
         action.__sigaction_handler.sa_handler = { _ in Signals.flag = 1 }
         sigemptyset(&action.sa_mask)
-        action.sa_flags = 0
+        // Reads and writes of the start are restarted; poll and epoll_wait still return EINTR.
+        action.sa_flags = SA_RESTART
         sigaction(SIGINT, &action, nil)
         sigaction(SIGTERM, &action, nil)
         signal(SIGPIPE, SIG_IGN)
@@ -335,6 +341,7 @@ public enum Users {
 /// Turns the errors of a tracing run into one line and an exit status.
 public func runTracingApplet(_ name: String, spec: CommandSpec, arguments: [String],
                              body: (ParsedOptions) throws -> Int32) -> Int32 {
+    Signals.install()
     do {
         let parsed = try spec.parse(arguments)
         if parsed.has("help") {
