@@ -226,12 +226,14 @@ public enum SkbCount {
                 output.flush()
                 return 0
             }
+            let removed = RemovedCgroups(outermost, applet: "skbcount", mount: mount)
             if !config.tracing.json {
                 output.line("Tracing... Output every \(TcpTop.formatInterval(config.interval)) secs. Hit Ctrl-C to end")
                 output.flush()
             }
             return try tracer.runIntervals(applet: "skbcount", output: output, json: config.tracing.json,
                                            interval: config.interval, count: config.count) {
+                removed.check()
                 for line in renderer.render(sample(), clear: output.isTerminal && !config.noClear) { output.line(line) }
             }
         }

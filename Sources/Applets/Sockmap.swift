@@ -162,8 +162,10 @@ public enum Sockmap {
             if !config.tracing.json { output.line(renderer.header) }
             output.flush()
             var last = Counters()
+            let removed = RemovedCgroups(selected.isEmpty ? [] : attachAt, applet: "sockmap", mount: mount)
             let code = try tracer.runIntervals(applet: "sockmap", output: output, json: config.tracing.json,
                                                interval: config.interval, count: config.count) {
+                removed.check()
                 let now = Counters(stats: stats)
                 let sample = Sample(sockets: sockets.keys(sockmap_key.self).count, delta: now - last)
                 last = now
