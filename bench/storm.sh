@@ -71,7 +71,7 @@ run() {
 	received=$(grep -c -- "$prefix-" "$work/out" || true)
 	lost=$(sed -n 's/.* events lost (\([0-9]*\) in all).*/\1/p' "$work/err" | tail -n1)
 	lost=${lost:-0}
-	json=$(grep '^{"lost_events"' "$work/out" | tail -n1 | sed 's/.*"lost_events_total":\([0-9]*\).*/\1/')
+	json=$({ grep '^{"lost_events"' "$work/out" || true; } | tail -n1 | sed 's/.*"lost_events_total":\([0-9]*\).*/\1/')
 	json=${json:-0}
 	local verdict=ok
 	[ $((received + lost)) -eq "$count" ] || verdict="MISMATCH (received + lost = $((received + lost)))"
