@@ -1,0 +1,22 @@
+#!/bin/bash
+# sanitizers.sh: the unit tests under AddressSanitizer and under ThreadSanitizer, each in its own
+# scratch directory (.build/asan, .build/tsan: the normal build is untouched).
+#
+#   scripts/sanitizers.sh [address|thread ...]     # default: both
+set -euo pipefail
+cd "$(dirname "$0")/.."
+status=0
+for sanitizer in "${@:-address thread}"; do
+	for s in $sanitizer; do
+		scratch=.build/${s:0:1}san
+		echo "== $s sanitizer ($scratch)"
+		swift build --build-tests --scratch-path "$scratch" --sanitize="$s"
+		if swift test --skip-build --scratch-path "$scratch" --sanitize="$s" --disable-swift-testing --filter UnitTests; then
+			echo "== $s sanitizer: unit tests pass"
+		else
+			echo "== $s sanitizer: FAILED"
+			status=1
+		fi
+	done
+done
+exit $status
