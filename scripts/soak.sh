@@ -21,8 +21,11 @@ CG2=$(awk '$9 == "cgroup2" { print $5; exit }' /proc/self/mountinfo)
 cg="$CG2/$NAME-$$"
 mkdir "$cg"
 work=$(mktemp -d)
+load=
 pids=()
 cleanup() {
+	# The load is a background shell, which ignores SIGINT: it gets SIGTERM.
+	[ -z "$load" ] || kill -TERM "$load" 2>/dev/null || true
 	for pid in "${pids[@]}"; do kill -INT "$pid" 2>/dev/null || true; done
 	wait 2>/dev/null || true
 	rm -rf "$work"
@@ -36,7 +39,7 @@ sh -c 'echo $$ > "$1/cgroup.procs"; while :; do
 	"$2" tcpio 127.0.0.1 4096 4096 >/dev/null; "$2" udp - - 10 100 >/dev/null; "$2" chown /nonexistent/soak >/dev/null
 	sleep 0.05
 done' sh "$cg" "$HELPER" &
-pids+=($!)
+load=$!
 
 applets=("execsnoop" "opensnoop" "capable" "tcpconnect" "tcptop -C" "skbcount -c $cg" "sockmap -c $cg")
 tools=()
