@@ -218,7 +218,7 @@ public enum OpenSnoop {
         }
 
         public var fd: Int64 { ret >= 0 ? ret : -1 }
-        public var error: Int64 { ret >= 0 ? 0 : -ret }
+        public var error: Int64 { ret >= 0 ? 0 : 0 &- ret } // wraps: Int64.min is no errno, and must not trap
         public var directoryTruncated: Bool { eventFlags & UInt32(OPENSNOOP_F_DIR_TRUNCATED.rawValue) != 0 }
         /// The path filled the event's buffer and the kernel refused it as too long: what is
         /// shown is its first OPENSNOOP_PATH_MAX - 1 bytes.

@@ -23,4 +23,14 @@ final class FuzzFindingsTests: XCTestCase {
         XCTAssertEqual(event.kind, .refused(errno: .min))
         _ = Sockmap.Renderer(json: true).render(event, wallNs: 0, cgroup: nil, peerIsLocal: false)
     }
+
+    /// An open's return value of Int64.min overflowed when ERR was computed (-ret).
+    func testOpenSnoopEventWithTheSmallestReturnValue() throws {
+        let task = TaskInfo(timestampNs: 0, cgroupID: 0, mntnsID: 0, pid: 1, tid: 1, uid: 0, gid: 0, comm: [])
+        let event = OpenSnoop.Event(task: task, ret: .min, path: Array("x".utf8))
+        for arguments in [[], ["--json"]] {
+            let renderer = OpenSnoop.Renderer(config: try OpenSnoop.Config(OpenSnoop.spec.parse(arguments)), clock: nil)
+            XCTAssertNotNil(renderer.render(event))
+        }
+    }
 }
