@@ -38,6 +38,12 @@ struct SelectedCgroup: Equatable {
         return fd
     }
 
+    /// Whether the directory is gone (or is another cgroup of the same name now).
+    func removed(mount: String) -> Bool {
+        guard let now = try? CgroupV2.id(ofDirectory: mount + (path == "/" ? "" : path)) else { return true }
+        return now != id
+    }
+
     func contains(_ other: String) -> Bool {
         path == "/" || other == path || other.hasPrefix(path + "/")
     }
@@ -54,4 +60,26 @@ func cgroup2Mount() throws -> String {
         throw RuntimeFailure("no cgroup2 file system is mounted; mount one: mount -t cgroup2 none /sys/fs/cgroup")
     }
     return mount
+}
+
+/// Says once, on stderr, that an attached cgroup was removed: its programs went with it, so the
+/// run goes on without it (rather than showing zeros as if nothing happened there).
+final class RemovedCgroups {
+    private var watched: [SelectedCgroup]
+    private let applet: String
+    private let mount: String
+
+    init(_ attached: [SelectedCgroup], applet: String, mount: String) {
+        watched = attached
+        self.applet = applet
+        self.mount = mount
+    }
+
+    func check() {
+        watched.removeAll { cgroup in
+            guard cgroup.removed(mount: mount) else { return false }
+            printError("\(applet): the cgroup \(Escape.terminal(cgroup.path)) was removed; nothing more is seen of it")
+            return true
+        }
+    }
 }

@@ -26,6 +26,7 @@ final class HeldCommand {
             var byte: UInt8 = 0
             let n = read(fds[0], &byte, 1)
             if n == 1 {
+                signal(SIGPIPE, SIG_DFL) // bpfbox ignores it; the command gets the default back
                 execvp(cArgs[0]!, cArgs)
                 let code = errno
                 _ = failure.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }

@@ -219,8 +219,11 @@ public enum OpenSnoop {
         }
 
         public var fd: Int64 { ret >= 0 ? ret : -1 }
-        public var error: Int64 { ret >= 0 ? 0 : -ret }
+        public var error: Int64 { ret >= 0 ? 0 : 0 &- ret } // wraps: Int64.min is no errno, and must not trap
         public var directoryTruncated: Bool { eventFlags & UInt32(OPENSNOOP_F_DIR_TRUNCATED.rawValue) != 0 }
+        /// The path filled the event's buffer and the kernel refused it as too long: what is
+        /// shown is its first OPENSNOOP_PATH_MAX - 1 bytes.
+        public var pathTruncated: Bool { ret == -Int64(ENAMETOOLONG) && path.count >= Int(OPENSNOOP_PATH_MAX) - 1 }
 
         /// The path as passed, or with -F the absolute path it names.
         public var displayPath: [UInt8] {
@@ -266,7 +269,7 @@ public enum OpenSnoop {
                 columns.append(Column("FLAGS", width: 8) { OpenSnoop.octal($0.flags, width: 8) })
                 columns.append(Column("MODE", width: 4) { $0.hasMode ? OpenSnoop.octal($0.mode, width: 4) : "-" })
             }
-            columns.append(Column("PATH", width: 0) { Escape.terminal($0.displayPath) })
+            columns.append(Column("PATH", width: 0) { Escape.terminal($0.displayPath) + ($0.pathTruncated ? " ..." : "") })
             table = Table(columns)
         }
 
@@ -288,6 +291,7 @@ public enum OpenSnoop {
             j.add("dirfd", e.dirfd)
             j.add("path", bytes: e.path)
             if e.directory != nil { j.add("full_path", bytes: e.displayPath) }
+            if e.pathTruncated { j.add("path_truncated", true) }
             e.task.addPlace(to: &j, containers: containers)
             return j.line
         }

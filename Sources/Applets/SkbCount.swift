@@ -238,12 +238,14 @@ public enum SkbCount {
                 return 0
             }
             let quiet = config.metrics.quiet
+            let removed = RemovedCgroups(outermost, applet: "skbcount", mount: mount)
             if !config.tracing.json && !quiet {
                 output.line("Tracing... Output every \(TcpTop.formatInterval(config.interval)) secs. Hit Ctrl-C to end")
                 output.flush()
             }
             return try tracer.runIntervals(applet: "skbcount", output: output, json: config.tracing.json,
                                            interval: config.interval, count: config.count) {
+                removed.check()
                 let rows = sample()
                 if quiet { return }
                 for line in renderer.render(rows, clear: output.isTerminal && !config.noClear) { output.line(line) }

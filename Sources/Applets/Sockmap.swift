@@ -170,8 +170,10 @@ public enum Sockmap {
             if !config.tracing.json && !quiet { output.line(renderer.header) }
             output.flush()
             var last = Counters()
+            let removed = RemovedCgroups(selected.isEmpty ? [] : attachAt, applet: "sockmap", mount: mount)
             let code = try tracer.runIntervals(applet: "sockmap", output: output, json: config.tracing.json,
                                                interval: config.interval, count: config.count) {
+                removed.check()
                 let now = Counters(stats: stats)
                 let sample = Sample(sockets: sockets.keys(sockmap_key.self).count, delta: now - last)
                 last = now
@@ -256,13 +258,13 @@ public enum Sockmap {
             guard raw.count >= MemoryLayout<sockmap_event>.size else { return nil }
             let e = raw.loadUnaligned(as: sockmap_event.self)
             let key = e.key
-            let family = UInt16(key.family)
+            let family = UInt16(truncatingIfNeeded: key.family)
             func bytes(_ ip: (UInt32, UInt32, UInt32, UInt32)) -> [UInt8] { withUnsafeBytes(of: ip) { Array($0) } }
             var local = Endpoint(family: family, address: bytes(key.local_ip), port: UInt16(truncatingIfNeeded: key.local_port))
             var remote = Endpoint(family: family, address: bytes(key.remote_ip), port: UInt16(truncatingIfNeeded: key.remote_port))
             switch e.reason {
             case SOCKMAP_ADDED.rawValue: kind = .tracked
-            case SOCKMAP_ADD_FAILED.rawValue: kind = .refused(errno: -e.error)
+            case SOCKMAP_ADD_FAILED.rawValue: kind = .refused(errno: 0 &- e.error)
             case SOCKMAP_PEER_MISSING.rawValue:
                 // The BPF side reports the key it looked for (the peer's); show the sender's view.
                 kind = .peerMissing

@@ -240,10 +240,35 @@ public final class Tracer {
             if let deadline, now >= deadline { break }
             if finished() { break }
         }
+        // Detached first: what the ring then holds is all there will be, and lost events are final.
+        detach()
         ring?.drain()
         reportLost(applet: applet, output: output, json: json)
         output.flush()
         return 0
+    }
+
+    /// Detaches every program now, all at once: each classic tracepoint waits for an RCU grace
+    /// period when it is released, so one after the other (as the kernel does at exit) opensnoop's
+    /// dozen took up to a second; released on threads of their own, they share the wait.
+    public func detach() {
+        final class Holder: @unchecked Sendable {
+            var object: AnyObject?
+            init(_ object: AnyObject) { self.object = object }
+        }
+        // The holders own the last references: a link goes on the thread that drops it.
+        let holders = links.count > 1 ? links.map { Unmanaged.passRetained(Holder($0)) } : []
+        links = []
+        var threads: [pthread_t] = []
+        for holder in holders {
+            var thread = pthread_t()
+            let started = pthread_create(&thread, nil, { raw in
+                Unmanaged<Holder>.fromOpaque(raw!).takeRetainedValue().object = nil
+                return nil
+            }, holder.toOpaque())
+            if started == 0 { threads.append(thread) } else { holder.release() }
+        }
+        for thread in threads { pthread_join(thread, nil) }
     }
 
     /// For summary applets: calls `tick` every `interval` seconds, `count` times (nil: until
@@ -262,6 +287,7 @@ public final class Tracer {
                 if let ring { _ = try ring.poll(timeoutMs: wait) } else { _ = poll(nil, 0, wait) }
             }
             if Signals.stopRequested {
+                detach()
                 try tick() // the interval under way, as far as it got
                 reportLost(applet: applet, output: output, json: json)
                 break
@@ -303,15 +329,21 @@ public func monotonicNow() -> UInt64 {
 }
 
 /// SIGINT and SIGTERM end a run cleanly; SIGPIPE is ignored (a closed stdout ends it instead).
+/// Installed before anything is loaded, so that a signal during the start (loading takes up to a
+/// second) ends the run at its first poll with exit 0 instead of killing the process.
 enum Signals {
     nonisolated(unsafe) static var flag: sig_atomic_t = 0
+    nonisolated(unsafe) static var installed = false
     static var stopRequested: Bool { flag != 0 }
 
     static func install() {
+        guard !installed else { return }
+        installed = true
         var action = sigaction()
         action.__sigaction_handler.sa_handler = { _ in Signals.flag = 1 }
         sigemptyset(&action.sa_mask)
-        action.sa_flags = 0
+        // Reads and writes of the start are restarted; poll and epoll_wait still return EINTR.
+        action.sa_flags = SA_RESTART
         sigaction(SIGINT, &action, nil)
         sigaction(SIGTERM, &action, nil)
         signal(SIGPIPE, SIG_IGN)
@@ -377,6 +409,7 @@ public enum Users {
 /// Turns the errors of a tracing run into one line and an exit status.
 public func runTracingApplet(_ name: String, spec: CommandSpec, arguments: [String],
                              body: (ParsedOptions) throws -> Int32) -> Int32 {
+    Signals.install()
     do {
         let parsed = try spec.parse(arguments)
         if parsed.has("help") {

@@ -87,6 +87,9 @@ public enum FilterMapKind: Sendable {
         do {
             map = try BPFMap.openPinned(path)
         } catch {
+            if error.errno == EACCES || error.errno == EPERM {
+                throw FilterError("\(label): no permission to open the pinned map (\(BPFError.errnoText(error.errno))); run as root (or with CAP_BPF)")
+            }
             throw FilterError("\(label): not a pinned BPF object (the kernel says: \(BPFError.errnoText(error.errno))); expected a map with \(layout)")
         }
         let info: MapInfo

@@ -25,6 +25,11 @@
 //                                           "ok SIZE UP DOWN" per size (FNV-1a of the bytes each
 //                                           way) and "tcp_bytes_sent N" (TCP_INFO of the client:
 //                                           payload that went through TCP; 0 when all was spliced)
+//   testhelper storm opens|execs PREFIX N   waits for a line on stdin (so that a tracer can attach
+//                                           meanwhile), then makes N failing opens of PREFIX-i, or N
+//                                           execs of /bin/true PREFIX-i (vfork), as fast as it can;
+//                                           prints "generated N ns T". Nothing else it does is traced
+//                                           by opensnoop or execsnoop after the line.
 // Each prints "pid N" first, then "result R" (the call's return value, or -errno).
 #define _GNU_SOURCE
 #include <errno.h>
@@ -41,6 +46,7 @@
 #include <linux/tcp.h>
 #include <poll.h>
 #include <sys/wait.h>
+#include <time.h>
 
 extern char **environ;
 
@@ -338,6 +344,44 @@ static int do_splice(const char *mode, const char *server_cgroup, const char *cl
 	return report(0);
 }
 
+static long long now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static int do_storm(const char *kind, const char *prefix, long n)
+{
+	char line[16], path[4096], *args[3] = { "true", path, NULL };
+	int execs = !strcmp(kind, "execs");
+	long long start;
+
+	if (!execs && strcmp(kind, "opens"))
+		return report(-EINVAL);
+	if (read(0, line, sizeof(line)) <= 0)
+		return report(-EIO);
+	start = now_ns();
+	for (long i = 0; i < n; i++) {
+		snprintf(path, sizeof(path), "%s-%ld", prefix, i);
+		if (execs) {
+			pid_t child = vfork();
+
+			if (child == 0) {
+				execve("/bin/true", args, environ);
+				_exit(127);
+			}
+			if (child < 0 || waitpid(child, NULL, 0) != child)
+				return report(-errno);
+		} else {
+			openat(AT_FDCWD, path, O_RDONLY);
+		}
+	}
+	printf("generated %ld ns %lld\n", n, now_ns() - start);
+	return report(0);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
@@ -393,6 +437,8 @@ int main(int argc, char **argv)
 		return do_splice(argv[2], argv[3], argv[4], argc - 5, argv + 5);
 	if (!strcmp(argv[1], "udp") && argc == 6)
 		return do_udp(argv[2], argv[3], atoi(argv[4]), atoi(argv[5]));
+	if (!strcmp(argv[1], "storm") && argc == 5)
+		return do_storm(argv[2], argv[3], atol(argv[4]));
 	if (!strcmp(argv[1], "chown") && argc == 3)
 		return report(chown(argv[2], 65534, 65534));
 	fprintf(stderr, "testhelper: bad arguments\n");
