@@ -118,7 +118,13 @@ public enum SkbCount {
         runTracingApplet("skbcount", spec: spec, arguments: arguments) { parsed in
             let config = try Config(parsed)
             if let dir = config.unpin { return try Pins.remove(dir) }
-            if let dir = config.pin { try Pins.prepare(dir) }
+            if let dir = config.pin {
+                // Nothing is made on bpffs by a process that cannot load the counters after.
+                if let problem = Privileges.tracingProblem() {
+                    throw RuntimeFailure("\(problem): --pin needs root, or CAP_BPF with CAP_PERFMON and CAP_NET_ADMIN; run it with sudo")
+                }
+                try Pins.prepare(dir)
+            }
             let mount = try cgroup2Mount()
             // What to attach to: the -c cgroups (the outermost ones), a new cgroup for --run, or the root.
             var selected: [SelectedCgroup] = []
@@ -255,13 +261,11 @@ public enum SkbCount {
 
     /// --metrics: packets and bytes per cgroup (and container), as Prometheus counters.
     struct Exporter {
-        let metrics: AppletMetrics
         let containers: ContainerLabels<String>?
         let series: [CounterSeries]
 
         init?(_ metrics: AppletMetrics?, containers: ContainerLabels<String>?) {
             guard let metrics else { return nil }
-            self.metrics = metrics
             self.containers = containers
             let labels = containers == nil ? ["cgroup"] : ["cgroup", "container"]
             series = [("rx_packets", "IP packets received"), ("rx_bytes", "bytes received at the IP layer"),

@@ -164,6 +164,16 @@ final class SkbCountTests: XCTestCase {
         XCTAssertEqual(try attached(cgroup), [], "programs stayed attached after SIGKILL")
     }
 
+    func testPinWithoutPrivilegesLeavesNoDirectory() throws {
+        let dir = "/sys/fs/bpf/" + uniqueMarker("pin")
+        defer { rmdir(dir) }
+        let result = try runCommand("/usr/bin/setpriv", ["--reuid", "65534", "--regid", "65534", "--clear-groups",
+                                                          "--inh-caps=-all", bpfboxPath, "skbcount", "--pin", dir])
+        XCTAssertEqual(result.status, 1, result.stderr)
+        XCTAssertTrue(result.stderr.contains("--pin needs root"), result.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir), "--pin made its directory before the privilege check")
+    }
+
     func testPinOutsideBPFFSIsRefused() throws {
         let result = try runCommand(bpfboxPath, ["skbcount", "--pin", "/tmp/" + uniqueMarker("pin")])
         XCTAssertEqual(result.status, 1)
