@@ -83,7 +83,7 @@ public enum ExecSnoop {
             }
             let renderer = Renderer(config: config, clock: tracer, containers: config.tracing.showContainers ? .host() : nil)
             return try tracer.stream(applet: "execsnoop", json: config.tracing.json, header: renderer.table.header,
-                                     decode: Event.init) { renderer.render($0).map { [$0] } ?? [] }
+                                     decode: Event.init(_:reusing:), write: renderer.write)
         }
     }
 
@@ -124,6 +124,13 @@ public enum ExecSnoop {
 
         /// Decodes a sample; nil when it is shorter than its header says (never reads past it).
         public init?(_ raw: UnsafeRawBufferPointer) {
+            var none: Event?
+            self.init(raw, reusing: &none)
+        }
+
+        /// Decodes a sample into the storage of `previous` (taken, left nil): a steady stream of
+        /// events then allocates nothing for filenames and arguments.
+        public init?(_ raw: UnsafeRawBufferPointer, reusing previous: inout Event?) {
             guard raw.count >= Event.headerSize else { return nil }
             func field<T: BitwiseCopyable>(_ path: KeyPath<execsnoop_event, T>) -> T {
                 raw.loadUnaligned(fromByteOffset: MemoryLayout<execsnoop_event>.offset(of: path)!, as: T.self)
@@ -136,11 +143,26 @@ public enum ExecSnoop {
             retval = field(\.retval)
             flags = field(\.flags)
             let args = raw[Event.headerSize..<(Event.headerSize + argsSize)]
-            filename = Array(args.prefix(filenameSize).prefix { $0 != 0 })
+            filename = previous?.filename ?? []
+            argv = previous?.argv ?? []
+            previous = nil
+            filename.removeAll(keepingCapacity: true)
+            filename.append(contentsOf: args.prefix(filenameSize).prefix { $0 != 0 })
             // Each argument ends with a NUL; a last one may be cut off without its NUL.
-            var pieces = args.dropFirst(filenameSize).split(separator: 0, omittingEmptySubsequences: false)
-            if pieces.last?.isEmpty == true { pieces.removeLast() }
-            argv = pieces.map { Array($0) }
+            var used = 0
+            var start = args.startIndex + filenameSize
+            while start < args.endIndex {
+                let end = args[start...].firstIndex(of: 0) ?? args.endIndex
+                if used < argv.count {
+                    argv[used].removeAll(keepingCapacity: true)
+                    argv[used].append(contentsOf: args[start..<end])
+                } else {
+                    argv.append(Array(args[start..<end]))
+                }
+                used += 1
+                start = end + 1
+            }
+            argv.removeLast(argv.count - used)
         }
     }
 
@@ -163,55 +185,95 @@ public enum ExecSnoop {
             let quote = config.quote, maxArgs = config.maxArgs
             columns += [
                 TaskColumns.comm("PCOMM") { $0.task },
-                Column("PID", width: 7) { String($0.task.pid) },
-                Column("PPID", width: 7) { String($0.ppid) },
-                Column("RET", width: 3, .right) { String($0.retval) },
-                Column("ARGS", width: 0) { Renderer.argsText($0, quote: quote, maxArgs: maxArgs, escape: true) },
+                Column("PID", width: 7, write: { e, out in out.append(decimal: e.task.pid) }),
+                Column("PPID", width: 7, write: { e, out in out.append(decimal: e.ppid) }),
+                Column("RET", width: 3, .right, write: { e, out in out.append(decimal: e.retval) }),
+                Column("ARGS", width: 0, write: { e, out in Renderer.appendArgs(e, quote: quote, maxArgs: maxArgs, escape: true, to: out) }),
             ]
             table = Table(columns)
         }
 
         /// bcc's ARGS: the filename, then argv[1...], at most maxArgs of them, " ..." when cut.
         public static func argsText(_ e: Event, quote: Bool, maxArgs: Int, escape: Bool) -> String {
-            var words = [e.filename]
+            let out = ByteBuffer()
+            appendArgs(e, quote: quote, maxArgs: maxArgs, escape: escape, to: out)
+            return out.string()
+        }
+
+        /// `argsText`, written at the end of `out`.
+        static func appendArgs(_ e: Event, quote: Bool, maxArgs: Int, escape: Bool, to out: ByteBuffer) {
             let rest = e.callerArguments
-            words += rest.prefix(maxArgs)
-            let cut = rest.count > maxArgs || e.argvTruncated
-            let rendered = words.map { word -> String in
-                let text = escape ? Escape.terminal(word) : String(decoding: word, as: UTF8.self)
-                guard quote else { return text }
-                var escaped = ""
-                for c in text { escaped += c == "\"" ? "\\\"" : String(c) }
-                return "\"" + escaped + "\""
+            appendWord(e.filename, quote: quote, escape: escape, to: out)
+            for word in rest.prefix(maxArgs) {
+                out.append(UInt8(ascii: " "))
+                appendWord(word, quote: quote, escape: escape, to: out)
             }
-            return rendered.joined(separator: " ") + (cut ? " ..." : "")
+            if rest.count > maxArgs || e.argvTruncated { out.append(" ...") }
+        }
+
+        private static func appendWord(_ word: [UInt8], quote: Bool, escape: Bool, to out: ByteBuffer) {
+            if quote { out.append(UInt8(ascii: "\"")) }
+            let start = out.count
+            if escape { Escape.appendTerminal(word, to: out) } else { out.append(contentsOf: word) }
+            if quote {
+                // -q: a quote inside the word gets a backslash.
+                if out.bytes[start...].contains(UInt8(ascii: "\"")) {
+                    let text = Array(out.bytes[start...])
+                    out.truncate(to: start)
+                    for byte in text {
+                        if byte == UInt8(ascii: "\"") { out.append(UInt8(ascii: "\\")) }
+                        out.append(byte)
+                    }
+                }
+                out.append(UInt8(ascii: "\""))
+            }
+        }
+
+        /// Whether the user-space filters (-n, -l) keep `e`.
+        func selects(_ e: Event) -> Bool {
+            if let name = config.name, (try? name.firstMatch(in: String(decoding: e.task.comm, as: UTF8.self))) == nil {
+                return false
+            }
+            if let line = config.line {
+                let text = Renderer.argsText(e, quote: config.quote, maxArgs: config.maxArgs, escape: false)
+                if (try? line.firstMatch(in: text)) == nil { return false }
+            }
+            return true
         }
 
         /// The line for `e`, or nil when a user-space filter (-n, -l) drops it.
         public func render(_ e: Event) -> String? {
-            if let name = config.name, (try? name.firstMatch(in: String(decoding: e.task.comm, as: UTF8.self))) == nil {
-                return nil
-            }
-            if let line = config.line {
-                let text = Renderer.argsText(e, quote: config.quote, maxArgs: config.maxArgs, escape: false)
-                if (try? line.firstMatch(in: text)) == nil { return nil }
-            }
-            return config.tracing.json ? json(e) : table.row(e)
+            let out = ByteBuffer(capacity: 256)
+            return write(e, to: out) ? out.string() : nil
+        }
+
+        /// The line for `e` written at the end of `out` (without its newline); false when a
+        /// user-space filter drops it.
+        public func write(_ e: Event, to out: ByteBuffer) -> Bool {
+            guard selects(e) else { return false }
+            if config.tracing.json { json(e, into: out) } else { table.row(e, into: out) }
+            return true
         }
 
         public func json(_ e: Event) -> String {
-            var j = JSONLine()
+            let out = ByteBuffer(capacity: 512)
+            json(e, into: out)
+            return out.string()
+        }
+
+        func json(_ e: Event, into out: ByteBuffer) {
+            var j = JSONLine(into: out)
             e.task.addIdentity(to: &j, clock: clock)
             j.add("ppid", e.ppid)
             j.add("ret", e.retval)
             j.add("errno", ErrnoName.of(e.retval))
-            j.add("syscall", e.isExecveat ? "execveat" : "execve")
+            if e.isExecveat { j.add("syscall", literal: "execveat") } else { j.add("syscall", literal: "execve") }
             j.add("filename", bytes: e.filename)
             j.add("argv", byteStrings: e.argv)
             j.add("argv_truncated", e.argvTruncated)
             j.add("script", e.isScript)
             e.task.addPlace(to: &j, containers: containers)
-            return j.line
+            j.finish()
         }
     }
 }

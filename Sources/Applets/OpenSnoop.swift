@@ -44,7 +44,7 @@ public enum OpenSnoop {
     )
 
     /// Open flag names and values (x86 and most architectures).
-    public static let flagNames: [(name: String, value: UInt64)] = [
+    static let flagTable: [(name: StaticString, value: UInt64)] = [
         ("O_RDONLY", 0), ("O_WRONLY", 0o1), ("O_RDWR", 0o2),
         ("O_CREAT", 0o100), ("O_EXCL", 0o200), ("O_NOCTTY", 0o400), ("O_TRUNC", 0o1000),
         ("O_APPEND", 0o2000), ("O_NONBLOCK", 0o4000), ("O_DSYNC", 0o10000), ("O_ASYNC", 0o20000),
@@ -52,6 +52,7 @@ public enum OpenSnoop {
         ("O_NOFOLLOW", 0o400000), ("O_NOATIME", 0o1000000), ("O_CLOEXEC", 0o2000000),
         ("O_SYNC", 0o4010000), ("O_PATH", 0o10000000), ("O_TMPFILE", 0o20200000),
     ]
+    public static let flagNames: [(name: String, value: UInt64)] = flagTable.map { ("\($0.name)", $0.value) }
     static let accessModes = ["O_RDONLY": 0, "O_WRONLY": 1, "O_RDWR": 2]
     static let syscallNames = ["open", "openat", "openat2", "creat"]
 
@@ -147,7 +148,8 @@ public enum OpenSnoop {
             let renderer = Renderer(config: config, clock: tracer, containers: config.tracing.showContainers ? .host() : nil)
             return try tracer.stream(applet: "opensnoop", json: config.tracing.json, header: renderer.table.header,
                                      duration: config.duration, before: { held?.release() },
-                                     until: { held?.exited ?? false }, decode: Event.init) { renderer.render($0).map { [$0] } ?? [] }
+                                     until: { held?.exited ?? false }, decode: Event.init(_:reusing:),
+                                     write: { renderer.write($0, to: $1); return true })
         }
     }
 
@@ -182,6 +184,13 @@ public enum OpenSnoop {
         }
 
         public init?(_ raw: UnsafeRawBufferPointer) {
+            var none: Event?
+            self.init(raw, reusing: &none)
+        }
+
+        /// Decodes a sample into the storage of `previous` (taken, left nil): a steady stream of
+        /// events then allocates nothing for its paths.
+        public init?(_ raw: UnsafeRawBufferPointer, reusing previous: inout Event?) {
             guard raw.count >= Event.headerSize else { return nil }
             func field<T: BitwiseCopyable>(_ path: KeyPath<opensnoop_event, T>) -> T {
                 raw.loadUnaligned(fromByteOffset: MemoryLayout<opensnoop_event>.offset(of: path)!, as: T.self)
@@ -197,7 +206,10 @@ public enum OpenSnoop {
             syscall = field(\.syscall)
             eventFlags = field(\.event_flags)
             let data = raw[Event.headerSize...]
-            path = Array(data.prefix(pathSize).prefix { $0 != 0 })
+            path = previous?.path ?? []
+            previous = nil
+            path.removeAll(keepingCapacity: true)
+            path.append(contentsOf: data.prefix(pathSize).prefix { $0 != 0 })
             let resolved = eventFlags & UInt32(OPENSNOOP_F_DIR_ABSOLUTE.rawValue | OPENSNOOP_F_DIR_TRUNCATED.rawValue) != 0
             if resolved && pathSize <= Int(OPENSNOOP_PATH_MAX) {
                 // Fixed slots after the path area, leaf first.
@@ -260,32 +272,51 @@ public enum OpenSnoop {
             if config.printUID { columns.append(TaskColumns.uid { $0.task }) }
             let byTID = config.tid != nil
             columns += [
-                Column(byTID ? "TID" : "PID", width: 6) { String(byTID ? $0.task.tid : $0.task.pid) },
+                Column(byTID ? "TID" : "PID", width: 6, write: { e, out in out.append(decimal: byTID ? e.task.tid : e.task.pid) }),
                 TaskColumns.comm { $0.task },
-                Column("FD", width: 4, .right) { String($0.fd) },
-                Column("ERR", width: 3, .right) { String($0.error) },
+                Column("FD", width: 4, .right, write: { e, out in out.append(decimal: e.fd) }),
+                Column("ERR", width: 3, .right, write: { e, out in out.append(decimal: e.error) }),
             ]
             if config.extended {
-                columns.append(Column("FLAGS", width: 8) { OpenSnoop.octal($0.flags, width: 8) })
-                columns.append(Column("MODE", width: 4) { $0.hasMode ? OpenSnoop.octal($0.mode, width: 4) : "-" })
+                columns.append(Column("FLAGS", width: 8, write: { e, out in out.append(octal: e.flags, width: 8) }))
+                columns.append(Column("MODE", width: 4, write: { e, out in
+                    if e.hasMode { out.append(octal: e.mode, width: 4) } else { out.append(UInt8(ascii: "-")) }
+                }))
             }
-            columns.append(Column("PATH", width: 0) { Escape.terminal($0.displayPath) + ($0.pathTruncated ? " ..." : "") })
+            columns.append(Column("PATH", width: 0, write: { e, out in
+                Escape.appendTerminal(e.displayPath, to: out)
+                if e.pathTruncated { out.append(" ...") }
+            }))
             table = Table(columns)
         }
 
         public func render(_ e: Event) -> String? {
-            return config.tracing.json ? json(e) : table.row(e)
+            let out = ByteBuffer(capacity: 256)
+            write(e, to: out)
+            return out.string()
+        }
+
+        /// The line for `e`, written at the end of `out` (without its newline).
+        public func write(_ e: Event, to out: ByteBuffer) {
+            if config.tracing.json { json(e, into: out) } else { table.row(e, into: out) }
         }
 
         public func json(_ e: Event) -> String {
-            var j = JSONLine()
+            let out = ByteBuffer(capacity: 512)
+            json(e, into: out)
+            return out.string()
+        }
+
+        func json(_ e: Event, into out: ByteBuffer) {
+            var j = JSONLine(into: out)
             e.task.addIdentity(to: &j, clock: clock)
             j.add("fd", e.fd)
             j.add("ret", e.ret)
             j.add("errno", e.ret < 0 && e.ret > -4096 ? ErrnoName.name(Int32(-e.ret)) : nil)
             j.add("syscall", Int(e.syscall) < OpenSnoop.syscallNames.count ? OpenSnoop.syscallNames[Int(e.syscall)] : "unknown")
             j.add("flags", e.flags)
-            j.add("flag_names", strings: OpenSnoop.flagList(e.flags))
+            j.key("flag_names")
+            OpenSnoop.appendFlagList(e.flags, to: out)
             if e.hasMode { j.add("mode", e.mode) } else { j.add("mode", nil as String?) }
             j.add("resolve", e.resolve)
             j.add("dirfd", e.dirfd)
@@ -293,12 +324,14 @@ public enum OpenSnoop {
             if e.directory != nil { j.add("full_path", bytes: e.displayPath) }
             if e.pathTruncated { j.add("path_truncated", true) }
             e.task.addPlace(to: &j, containers: containers)
-            return j.line
+            j.finish()
         }
     }
 
     static func octal(_ value: UInt64, width: Int) -> String {
-        String(String(value, radix: 8).leftPaddingZeros(width))
+        let out = ByteBuffer(capacity: 24)
+        out.append(octal: value, width: width)
+        return out.string()
     }
 
     /// The names of the flags set in `flags`, access mode first.
@@ -311,5 +344,28 @@ public enum OpenSnoop {
         }
         if rest != 0 { names.append("0" + String(rest, radix: 8)) }
         return names
+    }
+
+    /// `flagList` as a JSON array, written at the end of `out` without building the list.
+    static func appendFlagList(_ flags: UInt64, to out: ByteBuffer) {
+        switch flags & 3 {
+        case 0: out.append("[\"O_RDONLY\"")
+        case 1: out.append("[\"O_WRONLY\"")
+        case 2: out.append("[\"O_RDWR\"")
+        default: out.append("[\"O_ACCMODE\"")
+        }
+        var rest = flags & ~3
+        for (name, value) in flagTable.reversed() where value > 3 && rest & value == value {
+            out.append(",\"")
+            out.append(name)
+            out.append(UInt8(ascii: "\""))
+            rest &= ~value
+        }
+        if rest != 0 {
+            out.append(",\"0")
+            out.append(octal: rest, width: 0)
+            out.append(UInt8(ascii: "\""))
+        }
+        out.append(UInt8(ascii: "]"))
     }
 }

@@ -9,7 +9,7 @@ public struct TaskInfo: Equatable, Sendable {
     public var tid: UInt32
     public var uid: UInt32
     public var gid: UInt32
-    public var comm: [UInt8]
+    public var comm: Comm
 
     public static let size = MemoryLayout<bpfbox_task>.size
 
@@ -22,7 +22,7 @@ public struct TaskInfo: Equatable, Sendable {
         self.tid = tid
         self.uid = uid
         self.gid = gid
-        self.comm = comm
+        self.comm = Comm(comm)
     }
 
     /// Decodes the task at `offset` of a sample; the caller has checked that it fits.
@@ -38,13 +38,16 @@ public struct TaskInfo: Equatable, Sendable {
         uid = field(\.uid)
         gid = field(\.gid)
         let commOffset = offset + MemoryLayout<bpfbox_task>.offset(of: \bpfbox_task.comm)!
-        comm = Array(raw[commOffset..<(commOffset + Int(BPFBOX_COMM_LEN))].prefix { $0 != 0 })
+        comm = Comm(raw[commOffset..<(commOffset + Int(BPFBOX_COMM_LEN))].prefix { $0 != 0 })
     }
 
     /// Time fields first, then identity: time, timestamp, pid, tid, uid, gid, comm.
     func addIdentity(to j: inout JSONLine, clock: EventClock?) {
         if let clock {
-            j.add("time", TimeText.iso8601(wallNs: clock.wallClock(timestampNs)))
+            j.key("time")
+            j.out.append(UInt8(ascii: "\""))
+            TimeText.appendISO8601(wallNs: clock.wallClock(timestampNs), to: j.out)
+            j.out.append(UInt8(ascii: "\""))
             j.add("timestamp", clock.elapsed(timestampNs))
         } else {
             j.add("timestamp", Double(timestampNs) / 1e9)
@@ -62,6 +65,43 @@ public struct TaskInfo: Equatable, Sendable {
         j.add("mntns_id", mntnsID)
         containers?.add(cgroupID, to: &j)
     }
+}
+
+/// A task's comm (at most BPFBOX_COMM_LEN bytes, without its NUL), kept inline: decoding an
+/// event allocates nothing for it.
+public struct Comm: RandomAccessCollection, Hashable, Sendable, CustomStringConvertible {
+    private var storage: (UInt64, UInt64) = (0, 0)
+    public private(set) var count: Int = 0
+
+    public init<C: Collection>(_ bytes: C) where C.Element == UInt8 {
+        withUnsafeMutableBytes(of: &storage) { raw in
+            for byte in bytes.prefix(raw.count) {
+                raw[count] = byte
+                count += 1
+            }
+        }
+    }
+
+    public var startIndex: Int { 0 }
+    public var endIndex: Int { count }
+    public subscript(i: Int) -> UInt8 {
+        precondition(i >= 0 && i < count, "index out of range")
+        return withUnsafeBytes(of: storage) { $0[i] }
+    }
+
+    public func withContiguousStorageIfAvailable<R>(_ body: (UnsafeBufferPointer<UInt8>) throws -> R) rethrows -> R? {
+        try withUnsafeBytes(of: storage) { raw in
+            try body(UnsafeBufferPointer(start: raw.baseAddress!.assumingMemoryBound(to: UInt8.self), count: count))
+        }
+    }
+
+    public static func == (a: Comm, b: Comm) -> Bool { a.count == b.count && a.storage == b.storage }
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(storage.0)
+        hasher.combine(storage.1)
+    }
+
+    public var description: String { String(decoding: self, as: UTF8.self) }
 }
 
 /// Converts bpf_ktime_get_ns() values to wall-clock time and seconds since start.
@@ -82,17 +122,17 @@ enum TaskColumns {
 
     static func seconds<Row>(_ clock: EventClock?, header: String = "TIME(s)", width: Int = 8, decimals: Int = 3,
                              _ task: @escaping (Row) -> TaskInfo) -> Column<Row> {
-        Column(header, width: width) { row in
+        Column(header, width: width, write: { row, out in
             let ts = task(row).timestampNs
-            return formatFixed(clock?.elapsed(ts) ?? Double(ts) / 1e9, decimals: decimals)
-        }
+            out.append(fixed: clock?.elapsed(ts) ?? Double(ts) / 1e9, decimals: decimals)
+        })
     }
 
     static func uid<Row>(_ task: @escaping (Row) -> TaskInfo) -> Column<Row> {
-        Column("UID", width: 6) { String(task($0).uid) }
+        Column("UID", width: 6, write: { row, out in out.append(decimal: task(row).uid) })
     }
 
     static func comm<Row>(_ header: String = "COMM", _ task: @escaping (Row) -> TaskInfo) -> Column<Row> {
-        Column(header, width: 16) { Escape.terminal(task($0).comm) }
+        Column(header, width: 16, write: { row, out in Escape.appendTerminal(task(row).comm, to: out) })
     }
 }

@@ -1,5 +1,6 @@
 @preconcurrency import Glibc
 import BPFKit
+import BPFSupport
 import BPFObjects
 import ContainerFilter
 
@@ -162,6 +163,10 @@ public final class Tracer {
         showHooks = options.showHooks
         try opened.seed(object)
         if attach { links = try object.attachAll() }
+        // Loading parsed the kernel's BTF (libbpf frees its copy after load): give what the
+        // heap keeps of it back to the system, so that the steady state is below the peak.
+        KernelFeatures.releaseKernelBTF()
+        bpfsupport_trim_heap()
         lostMap = try? object.map("lost_events").opened()
         var mono = timespec(), real = timespec()
         clock_gettime(CLOCK_MONOTONIC, &mono)
@@ -205,6 +210,28 @@ public final class Tracer {
         try onEvent { raw in
             guard let event = decode(raw) else { return }
             for line in render(event) { output.line(line) }
+        }
+        before()
+        return try run(applet: applet, output: output, json: json, duration: duration, until: finished)
+    }
+
+    /// `stream` for applets that write one line per event straight into the output's buffer:
+    /// `write` appends the line (without its newline) and returns false to drop the event.
+    public func stream<Event>(applet: String, json: Bool, header: String?, duration: Double? = nil,
+                              before: () -> Void = {}, until finished: () -> Bool = { false },
+                              decode: @escaping (UnsafeRawBufferPointer, inout Event?) -> Event?,
+                              write: @escaping (Event, ByteBuffer) -> Bool) throws -> Int32 {
+        let output = Output()
+        if !json, let header { output.line(header) }
+        output.flush()
+        let buffer = output.buffer
+        // The last event is kept so that the next one is decoded into its storage.
+        var last: Event?
+        try onEvent { raw in
+            guard let event = decode(raw, &last) else { return }
+            let start = buffer.count
+            if write(event, buffer) { output.endLine() } else { buffer.truncate(to: start) }
+            last = consume event
         }
         before()
         return try run(applet: applet, output: output, json: json, duration: duration, until: finished)
@@ -278,7 +305,8 @@ public final class Tracer {
         Signals.install()
         var next = monotonicNow()
         var done = 0
-        while !Signals.stopRequested && !output.closed {
+        // A signal that came before the first interval still gets the interval under way printed.
+        while !output.closed {
             next += UInt64(interval * 1e9)
             while !Signals.stopRequested {
                 let now = monotonicNow()
@@ -363,13 +391,42 @@ enum TimeText {
 
     /// RFC 3339 UTC with microseconds, for JSON.
     static func iso8601(wallNs: Int64) -> String {
-        var seconds = time_t(wallNs / 1_000_000_000)
-        var parts = tm()
-        gmtime_r(&seconds, &parts)
-        func pad(_ v: Int, _ width: Int) -> String { String(v).leftPaddingZeros(width) }
-        let micros = Int((wallNs % 1_000_000_000) / 1000)
-        return "\(pad(Int(parts.tm_year) + 1900, 4))-\(pad(Int(parts.tm_mon) + 1, 2))-\(pad(Int(parts.tm_mday), 2))T"
-            + "\(pad(Int(parts.tm_hour), 2)):\(pad(Int(parts.tm_min), 2)):\(pad(Int(parts.tm_sec), 2)).\(pad(micros, 6))Z"
+        let out = ByteBuffer(capacity: 32)
+        appendISO8601(wallNs: wallNs, to: out)
+        return out.string()
+    }
+
+    /// `iso8601`, written at the end of `out`: arithmetic only (the civil date from the day
+    /// number, proleptic Gregorian), no libc call and no allocation per event.
+    static func appendISO8601(wallNs: Int64, to out: ByteBuffer) {
+        let seconds = wallNs >= 0 ? wallNs / 1_000_000_000 : (wallNs - 999_999_999) / 1_000_000_000
+        let micros = UInt64((wallNs - seconds * 1_000_000_000) / 1000)
+        var days = seconds >= 0 ? seconds / 86_400 : (seconds - 86_399) / 86_400
+        let secondOfDay = UInt64(seconds - days * 86_400)
+        days += 719_468
+        let era = (days >= 0 ? days : days - 146_096) / 146_097
+        let dayOfEra = days - era * 146_097
+        let yearOfEra = (dayOfEra - dayOfEra / 1460 + dayOfEra / 36_524 - dayOfEra / 146_096) / 365
+        let dayOfYear = dayOfEra - (365 * yearOfEra + yearOfEra / 4 - yearOfEra / 100)
+        let mp = (5 * dayOfYear + 2) / 153
+        let day = dayOfYear - (153 * mp + 2) / 5 + 1
+        let month = mp < 10 ? mp + 3 : mp - 9
+        let year = yearOfEra + era * 400 + (month <= 2 ? 1 : 0)
+        if year < 0 { out.append(UInt8(ascii: "-")) }
+        out.append(zeroPadded: UInt64(abs(year)), width: 4)
+        out.append(UInt8(ascii: "-"))
+        out.append(zeroPadded: UInt64(month), width: 2)
+        out.append(UInt8(ascii: "-"))
+        out.append(zeroPadded: UInt64(day), width: 2)
+        out.append(UInt8(ascii: "T"))
+        out.append(zeroPadded: secondOfDay / 3600, width: 2)
+        out.append(UInt8(ascii: ":"))
+        out.append(zeroPadded: secondOfDay / 60 % 60, width: 2)
+        out.append(UInt8(ascii: ":"))
+        out.append(zeroPadded: secondOfDay % 60, width: 2)
+        out.append(UInt8(ascii: "."))
+        out.append(zeroPadded: micros, width: 6)
+        out.append(UInt8(ascii: "Z"))
     }
 }
 

@@ -1,3 +1,4 @@
+import Synchronization
 @preconcurrency import CLibbpf
 @preconcurrency import Glibc
 
@@ -85,6 +86,9 @@ public enum KernelFeatures {
         KernelBTF.shared?.has(name, kind: kind) ?? false
     }
 
+    /// Frees the kernel BTF read for the checks above (read again if a check comes later).
+    public static func releaseKernelBTF() { KernelBTF.release() }
+
     /// Whether the kernel has BPF ring buffers (Linux 5.8 and later).
     public static var hasRingBuffer: Bool {
         libbpf_probe_bpf_map_type(BPF_MAP_TYPE_RINGBUF, nil) == 1
@@ -100,9 +104,22 @@ public enum KernelFeatures {
         libbpf_probe_bpf_helper(BPF_PROG_TYPE_TRACEPOINT, BPF_FUNC_get_current_ancestor_cgroup_id, nil) == 1
 }
 
-/// The kernel's own BTF (/sys/kernel/btf/vmlinux), read once.
+/// The kernel's own BTF (/sys/kernel/btf/vmlinux), read when first needed and kept until the
+/// tracer has loaded (`KernelFeatures.releaseKernelBTF`): parsed, it takes several MiB.
 final class KernelBTF: @unchecked Sendable {
-    static let shared = KernelBTF()
+    private static let cache = Mutex<KernelBTF??>(nil)
+
+    static var shared: KernelBTF? {
+        cache.withLock { cached in
+            if let loaded = cached { return loaded }
+            let loaded = KernelBTF()
+            cached = .some(loaded)
+            return loaded
+        }
+    }
+
+    static func release() { cache.withLock { $0 = nil } }
+
     private let btf: OpaquePointer
 
     private init?() {

@@ -2,6 +2,7 @@
 #include "bpfsupport.h"
 
 #include <fcntl.h>
+#include <malloc.h>
 #include <sched.h>
 #include <sys/mount.h>
 #include <sys/wait.h>
@@ -106,4 +107,9 @@ int bpfsupport_read_lockdown(char *buf, int len)
 		return -1;
 	buf[n] = '\0';
 	return n;
+}
+
+void bpfsupport_trim_heap(void)
+{
+	malloc_trim(0);
 }

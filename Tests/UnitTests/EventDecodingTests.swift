@@ -183,7 +183,7 @@ final class EventDecodingTests: XCTestCase {
         XCTAssertEqual(text(comm.task.comm), "cccccccccccccccc")
         XCTAssertEqual(comm.filename, [])
         for event in [last, filename, comm] {
-            for piece in [event.task.comm, event.filename] + event.argv {
+            for piece in [Array(event.task.comm), event.filename] + event.argv {
                 XCTAssertFalse(text(piece).contains(outOfBoundsMarker), "decoded bytes from outside the sample: \(text(piece))")
             }
         }

@@ -187,7 +187,7 @@ func decodeExecEvent(_ sample: [UInt8]) -> ExecSnoop.Event? {
 
 let outOfBoundsMarker = "OOB!"
 
-func text(_ bytes: [UInt8]) -> String { String(decoding: bytes, as: UTF8.self) }
+func text<C: Collection>(_ bytes: C) -> String where C.Element == UInt8 { String(decoding: bytes, as: UTF8.self) }
 
 // MARK: - Tools the tests run
 

@@ -60,17 +60,36 @@ let n = CommandLine.arguments.dropFirst().first.flatMap { Int($0) } ?? 200_000
 let devNull = open("/dev/null", O_WRONLY)
 let open_ = openSample(), exec_ = execSample()
 
+/// The tracer's clock, as in a run: JSON events carry the wall-clock time and seconds since start.
+final class BenchClock: EventClock {
+    func wallClock(_ monotonicNs: UInt64) -> Int64 { 1_795_000_000_000_000_000 + Int64(monotonicNs) }
+    func elapsed(_ monotonicNs: UInt64) -> Double { Double(monotonicNs) / 1e9 }
+}
+let clock = BenchClock()
+
 func renderer<R>(_ make: () throws -> R) -> R { try! make() }
-let openTable = renderer { OpenSnoop.Renderer(config: try OpenSnoop.Config(OpenSnoop.spec.parse([])), clock: nil) }
-let openJSON = renderer { OpenSnoop.Renderer(config: try OpenSnoop.Config(OpenSnoop.spec.parse(["--json"])), clock: nil) }
-let execTable = renderer { ExecSnoop.Renderer(config: try ExecSnoop.Config(ExecSnoop.spec.parse([])), clock: nil) }
-let execJSON = renderer { ExecSnoop.Renderer(config: try ExecSnoop.Config(ExecSnoop.spec.parse(["--json"])), clock: nil) }
+let openTable = renderer { OpenSnoop.Renderer(config: try OpenSnoop.Config(OpenSnoop.spec.parse([])), clock: clock) }
+let openJSON = renderer { OpenSnoop.Renderer(config: try OpenSnoop.Config(OpenSnoop.spec.parse(["--json"])), clock: clock) }
+let execTable = renderer { ExecSnoop.Renderer(config: try ExecSnoop.Config(ExecSnoop.spec.parse([])), clock: clock) }
+let execJSON = renderer { ExecSnoop.Renderer(config: try ExecSnoop.Config(ExecSnoop.spec.parse(["--json"])), clock: clock) }
+
+// As in a run: each event is decoded into the storage of the one before.
+nonisolated(unsafe) var lastOpen: OpenSnoop.Event?
+nonisolated(unsafe) var lastExec: ExecSnoop.Event?
 
 let cases: [(String, [UInt8], (UnsafeRawBufferPointer, Output) -> Void)] = [
-    ("opensnoop table", open_, { raw, out in if let e = OpenSnoop.Event(raw), let l = openTable.render(e) { out.line(l) } }),
-    ("opensnoop json", open_, { raw, out in if let e = OpenSnoop.Event(raw), let l = openJSON.render(e) { out.line(l) } }),
-    ("execsnoop table", exec_, { raw, out in if let e = ExecSnoop.Event(raw), let l = execTable.render(e) { out.line(l) } }),
-    ("execsnoop json", exec_, { raw, out in if let e = ExecSnoop.Event(raw), let l = execJSON.render(e) { out.line(l) } }),
+    ("opensnoop table", open_, { raw, out in
+        if let e = OpenSnoop.Event(raw, reusing: &lastOpen) { openTable.write(e, to: out.buffer); out.endLine(); lastOpen = e }
+    }),
+    ("opensnoop json", open_, { raw, out in
+        if let e = OpenSnoop.Event(raw, reusing: &lastOpen) { openJSON.write(e, to: out.buffer); out.endLine(); lastOpen = e }
+    }),
+    ("execsnoop table", exec_, { raw, out in
+        if let e = ExecSnoop.Event(raw, reusing: &lastExec) { if execTable.write(e, to: out.buffer) { out.endLine() }; lastExec = e }
+    }),
+    ("execsnoop json", exec_, { raw, out in
+        if let e = ExecSnoop.Event(raw, reusing: &lastExec) { if execJSON.write(e, to: out.buffer) { out.endLine() }; lastExec = e }
+    }),
 ]
 
 let only = CommandLine.arguments.dropFirst(2).first

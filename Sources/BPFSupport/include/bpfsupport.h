@@ -28,4 +28,7 @@ const char *bpfsupport_take_log(void);
  * Returns the length, or -1 when it cannot be read (no securityfs, no lockdown LSM, no rights). */
 int bpfsupport_read_lockdown(char *buf, int len);
 
+/* Returns the heap's free memory to the system (malloc_trim), after the transient work of a load. */
+void bpfsupport_trim_heap(void);
+
 #endif
