@@ -21,7 +21,7 @@ public struct TracingOptions {
         OptionSpec(nil, "containers", help: "show the container of each event (CONTAINER column; a container object in JSON)"),
         OptionSpec(nil, "json", help: "print one JSON object per event (NDJSON)"),
         OptionSpec(nil, "verbose", help: "show libbpf's log"),
-        OptionSpec(nil, "ringbuf-kb", value: "KB", help: "size of the event ring buffer in KiB (a power of two; default 256)"),
+        OptionSpec(nil, "ringbuf-kb", value: "KB", help: "size of the event ring buffer in KiB (a power of two; default 1024)"),
     ]
 
     public var cgroupMap: String?
