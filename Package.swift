@@ -9,8 +9,7 @@ let package = Package(
         .executable(name: "bpfbox", targets: ["bpfbox"]),
     ],
     dependencies: [
-        // --metrics: the Prometheus text format and a small HTTP server for /metrics.
-        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        // --metrics: the Prometheus registry and text format (the HTTP side is Sources/MetricsServer).
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
     ],
     targets: [
@@ -50,9 +49,6 @@ let package = Package(
         .target(
             name: "MetricsServer",
             dependencies: [
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ],
             path: "Sources/MetricsServer"
@@ -73,7 +69,8 @@ let package = Package(
         ),
         .testTarget(
             name: "UnitTests",
-            dependencies: ["Applets", "ContainerFilter", "BPFKit"],
+            dependencies: ["Applets", "ContainerFilter", "BPFKit", "MetricsServer",
+                           .product(name: "Prometheus", package: "swift-prometheus")],
             path: "Tests/UnitTests",
             exclude: ["Snapshots"]
         ),

@@ -1,6 +1,4 @@
-import NIOCore
-import NIOHTTP1
-import NIOPosix
+@preconcurrency import Glibc
 import Prometheus
 
 /// A problem with --metrics, said in one line.
@@ -9,38 +7,62 @@ public struct MetricsError: Error, CustomStringConvertible, Sendable {
     public init(_ description: String) { self.description = description }
 }
 
-/// `/metrics` over HTTP (Prometheus text format 0.0.4), served by SwiftNIO on one thread beside
-/// the applet's own loop. Everything else answers 404.
-public final class MetricsServer: Sendable {
+/// `/metrics` over HTTP/1.x (Prometheus text format 0.0.4), served on one thread of its own
+/// beside the applet's loop: a scrape is one short request, answered and closed (a scraper
+/// opens a connection per scrape when told `Connection: close`). Other paths answer 404, other
+/// methods 405, a request that is not HTTP 400; a client that stalls is dropped after 5 s.
+public final class MetricsServer: @unchecked Sendable {
     public let registry: PrometheusCollectorRegistry
     /// What the socket is bound to ("127.0.0.1:9464").
     public let boundAddress: String
-    private let group: MultiThreadedEventLoopGroup
-    private let channel: any Channel
+    private let listener: Int32
+    private let wake: (read: Int32, write: Int32)
+    private var thread = pthread_t()
+    private var running = false
 
     /// Listens on `spec`: "ADDR:PORT", "[IPV6]:PORT" or ":PORT" (all addresses); port 0 picks one.
     public init(listen spec: String, registry: PrometheusCollectorRegistry) throws(MetricsError) {
         let (host, port) = try MetricsServer.parse(spec)
         self.registry = registry
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        let bootstrap = ServerBootstrap(group: group)
-            .serverChannelOption(ChannelOptions.backlog, value: 64)
-            .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
-            .childChannelInitializer { channel in
-                channel.pipeline.configureHTTPServerPipeline(withErrorHandling: true).flatMap {
-                    channel.pipeline.addHandler(MetricsHandler(registry: registry))
-                }
-            }
-        do {
-            channel = try bootstrap.bind(host: host, port: port).wait()
-        } catch {
-            try? group.syncShutdownGracefully()
-            throw MetricsError("--metrics \(spec): cannot listen there (\(error)); give a free ADDR:PORT such as 127.0.0.1:9464")
+        func failure(_ why: String) -> MetricsError {
+            MetricsError("--metrics \(spec): cannot listen there (\(why)); give a free ADDR:PORT such as 127.0.0.1:9464")
         }
-        self.group = group
-        let address = channel.localAddress
-        let ip = address?.ipAddress ?? host
-        boundAddress = (ip.contains(":") ? "[\(ip)]" : ip) + ":\(address?.port ?? port)"
+        var hints = addrinfo()
+        hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        var found: UnsafeMutablePointer<addrinfo>?
+        let status = getaddrinfo(host, String(port), &hints, &found)
+        guard status == 0, let address = found else { throw failure(String(cString: gai_strerror(status))) }
+        defer { freeaddrinfo(found) }
+        let fd = socket(address.pointee.ai_family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw failure(String(cString: strerror(errno))) }
+        var one: Int32 = 1
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+        guard bind(fd, address.pointee.ai_addr, address.pointee.ai_addrlen) == 0, listen(fd, 64) == 0 else {
+            let why = String(cString: strerror(errno))
+            Glibc.close(fd)
+            throw failure(why)
+        }
+        var pipeFDs: [Int32] = [0, 0]
+        guard pipe(&pipeFDs) == 0 else {
+            Glibc.close(fd)
+            throw failure(String(cString: strerror(errno)))
+        }
+        for pipeFD in pipeFDs { _ = fcntl(pipeFD, F_SETFD, FD_CLOEXEC) }
+        listener = fd
+        wake = (pipeFDs[0], pipeFDs[1])
+        boundAddress = MetricsServer.localAddress(fd) ?? "\(host):\(port)"
+        let started = pthread_create(&thread, nil, { raw in
+            Unmanaged<MetricsServer>.fromOpaque(raw!).takeUnretainedValue().serve()
+            return nil
+        }, Unmanaged.passUnretained(self).toOpaque())
+        guard started == 0 else {
+            Glibc.close(fd)
+            Glibc.close(wake.read)
+            Glibc.close(wake.write)
+            throw failure(String(cString: strerror(started)))
+        }
+        running = true
     }
 
     /// The host and port of an ADDR:PORT.
@@ -53,34 +75,113 @@ public final class MetricsServer: Sendable {
         return (host.isEmpty ? "0.0.0.0" : host, port)
     }
 
+    /// Stops serving (a scrape under way is finished first) and closes the socket.
     public func close() {
-        try? channel.close().wait()
-        try? group.syncShutdownGracefully()
+        guard running else { return }
+        running = false
+        var byte: UInt8 = 1
+        _ = write(wake.write, &byte, 1)
+        pthread_join(thread, nil)
+        Glibc.close(listener)
+        Glibc.close(wake.read)
+        Glibc.close(wake.write)
+    }
+
+    deinit { close() }
+
+    private func serve() {
+        var fds = [pollfd(fd: listener, events: Int16(POLLIN), revents: 0), pollfd(fd: wake.read, events: Int16(POLLIN), revents: 0)]
+        while true {
+            fds[0].revents = 0
+            fds[1].revents = 0
+            guard poll(&fds, 2, -1) >= 0 || errno == EINTR else { return }
+            if fds[1].revents != 0 { return }
+            guard fds[0].revents != 0 else { continue }
+            let connection = accept(listener, nil, nil)
+            guard connection >= 0 else { continue }
+            _ = fcntl(connection, F_SETFD, FD_CLOEXEC)
+            var timeout = timeval(tv_sec: 5, tv_usec: 0)
+            setsockopt(connection, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+            setsockopt(connection, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+            answer(connection)
+            Glibc.close(connection)
+        }
+    }
+
+    /// Reads one request head and answers it.
+    private func answer(_ connection: Int32) {
+        var request: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        let end: [UInt8] = Array("\r\n\r\n".utf8)
+        while !request.contains(subsequence: end) {
+            guard request.count < 16 * 1024 else { respond(connection, status: "431 Request Header Fields Too Large", version: "HTTP/1.1"); return }
+            let n = chunk.withUnsafeMutableBytes { recv(connection, $0.baseAddress, $0.count, 0) }
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { return } // closed or timed out
+            request += chunk.prefix(n)
+        }
+        let line = request.split(separator: UInt8(ascii: "\r"), maxSplits: 1).first ?? []
+        let parts = line.split(separator: UInt8(ascii: " "), omittingEmptySubsequences: false).map { String(decoding: $0, as: UTF8.self) }
+        guard parts.count == 3, parts[2] == "HTTP/1.1" || parts[2] == "HTTP/1.0", !parts[0].isEmpty, parts[1].hasPrefix("/") else {
+            respond(connection, status: "400 Bad Request", version: "HTTP/1.1")
+            return
+        }
+        let (method, target, version) = (parts[0], parts[1], parts[2])
+        let path = target.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? target
+        guard path == "/metrics" else {
+            respond(connection, status: "404 Not Found", version: version, body: Array("not found: metrics are at /metrics\n".utf8),
+                    omitBody: method == "HEAD")
+            return
+        }
+        guard method == "GET" || method == "HEAD" else {
+            respond(connection, status: "405 Method Not Allowed", version: version, extra: "Allow: GET, HEAD\r\n")
+            return
+        }
+        respond(connection, status: "200 OK", version: version, body: registry.emitToBuffer(),
+                contentType: "text/plain; version=0.0.4; charset=utf-8", omitBody: method == "HEAD")
+    }
+
+    private func respond(_ connection: Int32, status: String, version: String, body: [UInt8] = [],
+                         contentType: String = "text/plain; charset=utf-8", extra: String = "", omitBody: Bool = false) {
+        var message = Array("\(version) \(status)\r\nContent-Type: \(contentType)\r\nContent-Length: \(body.count)\r\n\(extra)Connection: close\r\n\r\n".utf8)
+        if !omitBody { message += body }
+        var offset = 0
+        while offset < message.count {
+            let n = message.withUnsafeBytes { send(connection, $0.baseAddress! + offset, $0.count - offset, Int32(MSG_NOSIGNAL)) }
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { return }
+            offset += n
+        }
+    }
+
+    /// "ADDR:PORT" of a bound socket ("[ADDR]:PORT" for IPv6).
+    private static func localAddress(_ fd: Int32) -> String? {
+        var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let got = withUnsafeMutablePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        guard got == 0 else { return nil }
+        var host = [CChar](repeating: 0, count: Int(NI_MAXHOST))
+        var service = [CChar](repeating: 0, count: Int(NI_MAXSERV))
+        let named = withUnsafePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                getnameinfo($0, length, &host, socklen_t(host.count), &service, socklen_t(service.count), NI_NUMERICHOST | NI_NUMERICSERV)
+            }
+        }
+        guard named == 0 else { return nil }
+        let ip = String(cString: host)
+        return (ip.contains(":") ? "[\(ip)]" : ip) + ":" + String(cString: service)
     }
 }
 
-private final class MetricsHandler: ChannelInboundHandler, Sendable {
-    typealias InboundIn = HTTPServerRequestPart
-    typealias OutboundOut = HTTPServerResponsePart
-
-    let registry: PrometheusCollectorRegistry
-    init(registry: PrometheusCollectorRegistry) { self.registry = registry }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard case .head(let request) = unwrapInboundIn(data) else { return }
-        let path = request.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? request.uri
-        let found = path == "/metrics" && (request.method == .GET || request.method == .HEAD)
-        let body = found ? registry.emitToBuffer() : Array("not found: metrics are at /metrics\n".utf8)
-        var headers = HTTPHeaders()
-        headers.add(name: "Content-Type", value: found ? "text/plain; version=0.0.4; charset=utf-8" : "text/plain; charset=utf-8")
-        headers.add(name: "Content-Length", value: String(body.count))
-        headers.add(name: "Connection", value: "close")
-        let head = HTTPResponseHead(version: request.version, status: found ? .ok : .notFound, headers: headers)
-        context.write(wrapOutboundOut(.head(head)), promise: nil)
-        if request.method != .HEAD {
-            context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: body)))), promise: nil)
+extension Array where Element == UInt8 {
+    fileprivate func contains(subsequence: [UInt8]) -> Bool {
+        guard count >= subsequence.count else { return false }
+        for start in 0...(count - subsequence.count) where self[start..<(start + subsequence.count)].elementsEqual(subsequence) {
+            return true
         }
-        context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in context.close(promise: nil) }
+        return false
     }
 }
 
