@@ -7,6 +7,8 @@ let package = Package(
     name: "bpfbox",
     products: [
         .executable(name: "bpfbox", targets: ["bpfbox"]),
+        // For bench/micro, a package of its own that measures the event path in process.
+        .library(name: "BPFBoxApplets", targets: ["Applets"]),
     ],
     dependencies: [
         // --metrics: the Prometheus registry and text format (the HTTP side is Sources/MetricsServer).

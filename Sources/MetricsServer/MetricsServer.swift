@@ -170,8 +170,9 @@ public final class MetricsServer: @unchecked Sendable {
             }
         }
         guard named == 0 else { return nil }
-        let ip = String(cString: host)
-        return (ip.contains(":") ? "[\(ip)]" : ip) + ":" + String(cString: service)
+        func text(_ chars: [CChar]) -> String { String(decoding: chars.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self) }
+        let ip = text(host)
+        return (ip.contains(":") ? "[\(ip)]" : ip) + ":" + text(service)
     }
 }
 
