@@ -7,8 +7,19 @@ public struct Applet: Sendable {
     public let name: String
     public let summary: String
     public let kind: Kind
-    public let spec: CommandSpec?
+    /// Built when first asked for: running one applet initializes no other applet's options.
+    private let makeSpec: @Sendable () -> CommandSpec?
+    public var spec: CommandSpec? { makeSpec() }
     public let main: @Sendable ([String]) -> Int32
+
+    init(name: String, summary: String, kind: Kind, spec: @autoclosure @escaping @Sendable () -> CommandSpec?,
+         main: @escaping @Sendable ([String]) -> Int32) {
+        self.name = name
+        self.summary = summary
+        self.kind = kind
+        makeSpec = spec
+        self.main = main
+    }
 
     /// The man page's file name in man/man8: the tool's own name for a tracing applet (as bcc's
     /// tools have), `bpfbox-NAME.8` for a support applet, whose name alone would be too generic.
