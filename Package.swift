@@ -87,3 +87,10 @@ let package = Package(
         ),
     ]
 )
+
+// Nothing in bpfbox uses Swift concurrency: without the implicit import, the runtime does not
+// start the concurrency library (its thread pool and dispatch) in every run.
+for target in package.targets where target.type != .plugin && target.type != .system {
+    target.swiftSettings = (target.swiftSettings ?? []) + [.unsafeFlags(["-Xfrontend", "-disable-implicit-concurrency-module-import"])]
+}
+
