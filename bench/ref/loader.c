@@ -4,7 +4,7 @@
  * benchmarks in bench/ compare bpfbox against (start to first event, memory, kernel-side cost,
  * events per second without loss).
  *
- *   loader [-q] [-M MAP=PIN]... OBJECT.bpf.o
+ *   loader [-q] [-g PIN] [-M MAP=PIN]... OBJECT.bpf.o
  *
  * Opens the object (read from disk here; bpfbox embeds the same bytes), leaves .rodata at zero
  * (bpfbox's default configuration: no filter, trace everything), loads it, attaches every
@@ -21,7 +21,9 @@
  *     are the fallbacks for kernels without the tracepoint).
  *
  *   -q        no line per event (the events are still consumed and counted)
- *   -M MAP=PIN  use the map pinned at PIN for MAP (bpf_map__reuse_fd), as --cgroupmap does
+ *   -M MAP=PIN  use the map pinned at PIN for MAP (bpf_map__reuse_fd)
+ *   -g PIN    bpfbox's --cgroupmap PIN: -M cgroup_filter=PIN, and by_cgroup set in the object's
+ *             bpfbox_filter_cfg (.rodata), so that only tasks of the cgroups in PIN are traced
  *
  * At exit it writes "loader: N events, L lost" to stderr (L: the object's lost_events counter,
  * when it has one).
@@ -36,8 +38,10 @@
 #include <unistd.h>
 #include <linux/types.h>
 #include <bpf/bpf.h>
+#include <bpf/btf.h>
 #include <bpf/libbpf.h>
 #include "../../bpf/common.h"
+#include "../../bpf/filter.h"
 
 #define MAX_LINKS 64
 #define MAX_REUSE 8
@@ -119,6 +123,37 @@ static int is_tracepoint(const char *sec)
 	       has_prefix(sec, "tp_btf/");
 }
 
+/* Sets bpfbox_filter_cfg.by_cgroup in .rodata before load; 0, or -1 when the object has none. */
+static int set_by_cgroup(struct bpf_object *obj)
+{
+	struct bpf_map *rodata = bpf_object__find_map_by_name(obj, ".rodata");
+	struct btf *btf = bpf_object__btf(obj);
+	const struct btf_var_secinfo *vsi;
+	const struct btf_type *sec;
+	size_t size;
+	char *data;
+	int id, i;
+
+	if (!rodata || !btf)
+		return -1;
+	data = (char *)bpf_map__initial_value(rodata, &size); /* writable until load */
+	id = btf__find_by_name_kind(btf, ".rodata", BTF_KIND_DATASEC);
+	if (!data || id < 0)
+		return -1;
+	sec = btf__type_by_id(btf, id);
+	vsi = btf_var_secinfos(sec);
+	for (i = 0; i < btf_vlen(sec); i++, vsi++) {
+		const struct btf_type *var = btf__type_by_id(btf, vsi->type);
+
+		if (strcmp(btf__name_by_offset(btf, var->name_off), "bpfbox_filter_cfg") == 0 &&
+		    vsi->offset + sizeof(struct bpfbox_filter_config) <= size) {
+			((struct bpfbox_filter_config *)(data + vsi->offset))->by_cgroup = 1;
+			return 0;
+		}
+	}
+	return -1;
+}
+
 static unsigned long long read_lost(struct bpf_object *obj)
 {
 	struct bpf_map *map = bpf_object__find_map_by_name(obj, "lost_events");
@@ -157,8 +192,9 @@ int main(int argc, char **argv)
 	struct bpf_map *events_map;
 	struct sigaction sa;
 	int nlinks = 0, err = 0, i, opt, has_tp = 0;
+	char *cgroupmap = NULL;
 
-	while ((opt = getopt(argc, argv, "qM:")) != -1) {
+	while ((opt = getopt(argc, argv, "qM:g:")) != -1) {
 		switch (opt) {
 		case 'q':
 			quiet_events = 1;
@@ -170,13 +206,18 @@ int main(int argc, char **argv)
 			}
 			reuse[nreuse++] = optarg;
 			break;
+		case 'g':
+			if (nreuse == MAX_REUSE || asprintf(&cgroupmap, "cgroup_filter=%s", optarg) < 0)
+				return 2;
+			reuse[nreuse++] = cgroupmap;
+			break;
 		default:
-			fprintf(stderr, "usage: %s [-q] [-M MAP=PIN]... OBJECT.bpf.o\n", argv[0]);
+			fprintf(stderr, "usage: %s [-q] [-g PIN] [-M MAP=PIN]... OBJECT.bpf.o\n", argv[0]);
 			return 2;
 		}
 	}
 	if (argc - optind != 1) {
-		fprintf(stderr, "usage: %s [-q] [-M MAP=PIN]... OBJECT.bpf.o\n", argv[0]);
+		fprintf(stderr, "usage: %s [-q] [-g PIN] [-M MAP=PIN]... OBJECT.bpf.o\n", argv[0]);
 		return 2;
 	}
 	libbpf_set_print(print_warnings);
@@ -207,6 +248,12 @@ int main(int argc, char **argv)
 			goto out;
 		}
 		close(fd);
+	}
+
+	if (cgroupmap && set_by_cgroup(obj) != 0) {
+		fprintf(stderr, "loader: -g: the object has no bpfbox_filter_cfg in .rodata\n");
+		err = -EINVAL;
+		goto out;
 	}
 
 	/* Which programs bpfbox would load by default on this kernel. */
@@ -285,5 +332,6 @@ out:
 	for (i = 0; i < nlinks; i++)
 		bpf_link__destroy(links[i]);
 	bpf_object__close(obj);
+	free(cgroupmap);
 	return err ? 1 : 0;
 }
