@@ -44,6 +44,7 @@ if [[ -z ${BPFBOX_BIN:-} ]]; then
     echo "== swift build -c release (bpfbox)"
     swift build -c release >"$out/build.log" 2>&1 || { tail -n 20 "$out/build.log" >&2; exit 1; }
     BPFBOX_BIN=$(swift build -c release --show-bin-path)/bpfbox
+    export BENCH_BUILT=1  # built here from this checkout
 fi
 export BPFBOX_BIN NO_BUILD=1
 bin=$BPFBOX_BIN

@@ -144,7 +144,7 @@ bench_conditions() {
         if [[ -n $(git ls-files --others --exclude-standard -- Sources bpf) ]]; then
             tree+=" + untracked files in Sources or bpf"
         fi
-        [[ -n ${BPFBOX_BIN:-} ]] && tree+=" (the checkout; the binary is BPFBOX_BIN, built from whatever it was built from)"
+        [[ -n ${BPFBOX_BIN:-} && -z ${BENCH_BUILT:-} ]] && tree+=" (the checkout; the binary is BPFBOX_BIN, built from whatever it was built from)"
         echo "tree:    $tree"
     fi
     [[ -n ${bin:-} ]] && echo "bpfbox:  $bin ($(stat -c %s "$bin") bytes)"

@@ -37,7 +37,7 @@ def conditions(root):
         "load_average": load,
         "git_rev": git("rev-parse", "--short", "HEAD"),
         "tree_changed": dirty != 0,
-        "bpfbox_bin": os.environ.get("BPFBOX_BIN"),
+        "bpfbox_bin": None if os.environ.get("BENCH_BUILT") else os.environ.get("BPFBOX_BIN"),
     }
 
 
