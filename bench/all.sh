@@ -73,7 +73,7 @@ if [[ -n ${QUICK:-} ]]; then
 else
     run startup bench/startup.sh
     run opensnoop bench/opensnoop.sh
-    run lossfree bench/lossfree.sh
+    run lossfree env CONFIGS=bpfbox-null,bpfbox-file,c-file,bpfbox-file:4096 bench/lossfree.sh
     run tcp bench/tcp.sh
     run sockmap bench/sockmap.sh
 fi

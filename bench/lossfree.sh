@@ -10,7 +10,8 @@
 # Environment:
 #   RATES       comma-separated events/s (default 50000,100000,150000,200000,250000,300000)
 #   DURATION    seconds per run (default 10); REPS runs per rate and configuration (default 1)
-#   CONFIGS     bpfbox-null,bpfbox-file,c-file (default: all)
+#   CONFIGS     bpfbox-null,bpfbox-file,c-file (default: all); bpfbox-null:KB and
+#               bpfbox-file:KB add runs with --ringbuf-kb KB (is a loss the ring's slack?)
 #   OUT_DIR     where the output files go (default /var/tmp; up to ~1 GB per run at 300k/s)
 #   BPFBOX_BIN, BPFBOX_SCRATCH, SWIFT_BUILD_FLAGS, NO_BUILD, CC: see bench/lib.sh
 #   JSON        also write all runs and the summary to this file
