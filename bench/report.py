@@ -88,6 +88,14 @@ def ns(v):
     return "%+.0f ns" % v
 
 
+def rfmt(value, target):
+    """A ratio with two decimals, three when two would print the target itself."""
+    text = "%.2f" % value
+    if text == "%.2f" % target and value != target:
+        text = "%.3f" % value
+    return text + "x"
+
+
 def verdict(ok):
     if ok is None:
         return "-"
@@ -103,18 +111,18 @@ def rows_startup(b):
         def med(tool, key):
             return s[tool][key]["median"]
         rows.append(("%s: start to first event vs C+libbpf" % applet, ms(med("bpfbox", "first_event_ms")),
-                     ms(med("C+libbpf", "first_event_ms")), "%.2fx" % v["start_vs_c"],
+                     ms(med("C+libbpf", "first_event_ms")), rfmt(v["start_vs_c"], targets["start_vs_c"]),
                      "<= %.1fx" % targets["start_vs_c"], verdict(v.get("start_vs_c_pass"))))
         if "bpftrace_vs_start" in v:
             rows.append(("%s: start to first event vs bpftrace (bpftrace / bpfbox)" % applet,
                          ms(med("bpfbox", "first_event_ms")), ms(med("bpftrace", "first_event_ms")),
-                         "%.2fx" % v["bpftrace_vs_start"], ">= %.0fx" % targets["bpftrace_vs_start"],
+                         rfmt(v["bpftrace_vs_start"], targets["bpftrace_vs_start"]), ">= %.0fx" % targets["bpftrace_vs_start"],
                          verdict(v.get("bpftrace_vs_start_pass"))))
         rows.append(("%s: steady-state RSS vs C+libbpf" % applet, mib(med("bpfbox", "steady_rss_kb")),
-                     mib(med("C+libbpf", "steady_rss_kb")), "%.2fx" % v["steady_rss_vs_c"],
+                     mib(med("C+libbpf", "steady_rss_kb")), rfmt(v["steady_rss_vs_c"], targets["steady_rss_vs_c"]),
                      "<= %.1fx" % targets["steady_rss_vs_c"], verdict(v.get("steady_rss_vs_c_pass"))))
         rows.append(("%s: peak RSS vs C+libbpf" % applet, mib(med("bpfbox", "peak_rss_kb")),
-                     mib(med("C+libbpf", "peak_rss_kb")), "%.2fx" % v["peak_rss_vs_c"],
+                     mib(med("C+libbpf", "peak_rss_kb")), rfmt(v["peak_rss_vs_c"], targets["peak_rss_vs_c"]),
                      "<= %.1fx" % targets["peak_rss_vs_c"], verdict(v.get("peak_rss_vs_c_pass"))))
         if "bpftrace" in s:
             rows.append(("%s: peak RSS, bpftrace one-liner (bpftrace / bpfbox)" % applet,
@@ -131,7 +139,7 @@ def rows_opensnoop(b):
         lv = o["lookup_verdict"]
         rows.append(("opensnoop: cost per open, filtered out in the kernel vs a bare cgroup-id lookup (paired)",
                      ns(s["bpfbox-filtered"]["paired_overhead"]), ns(s["c-lookup"]["paired_overhead"]),
-                     "%.2fx" % lv["paired_ratio"], "<= %.1fx" % lv["target"], verdict(lv["pass"])))
+                     rfmt(lv["paired_ratio"], lv["target"]), "<= %.1fx" % lv["target"], verdict(lv["pass"])))
     if "bpftrace" in s:
         f, t = s["bpfbox-filtered"], s["bpftrace"]
         rows.append(("opensnoop: cost per open, filtered out vs bpftrace one-liner unfiltered",

@@ -351,7 +351,7 @@ def main():
                 print("    %-42s not measured" % title)
                 continue
             ok = v[key] <= TARGETS[key] if op == "<=" else v[key] >= TARGETS[key]
-            print("    %-42s %6.2fx  (target %s %.1fx)  %s" % (title, v[key], op, TARGETS[key], "PASS" if ok else "FAIL"))
+            print("    %-42s %7.3fx  (target %s %.1fx)  %s" % (title, v[key], op, TARGETS[key], "PASS" if ok else "FAIL"))
             v[key + "_pass"] = ok
         verdicts[applet] = v
         print()
