@@ -2,14 +2,16 @@
 """Start to first event, peak RSS and steady-state RSS of bpfbox's tracing applets against a C +
 libbpf loader of the same BPF object and against bpftrace's equivalent one-liner.
 
-Run by bench/startup.sh, which builds everything first. Per applet (execsnoop, opensnoop) and
+Run by bench/startup.sh, which builds everything first. Per applet (execsnoop, opensnoop,
+tcpconnect) and
 tool (bpfbox, C+libbpf = bench/ref/loader on the object bpfbox embeds, bpftrace), each run:
 
   1. bench/launch forks and execs the tool (its CLOCK_MONOTONIC instant just before fork is t0);
   2. the harness reads the tool's stdout pipe until the attached marker: the first line (bpfbox's
      header, the loader's header) or bpftrace's "Attaching N probes..." (t_attached);
   3. only then it starts a trigger: for execsnoop a shell loop that runs a uniquely named copy of
-     /bin/true every 5 ms; for opensnoop bench/openloop opening a unique file 200 times a second.
+     /bin/true every 5 ms; for opensnoop bench/openloop opening a unique file 200 times a second;
+     for tcpconnect bash connecting (/dev/tcp) to a local listener every 5 ms.
      The first line of the tool that shows the trigger (the marker's name, or the trigger's pid)
      gives t_event. start to first event = t_event - t0. bpftrace's marker line may come before
      its probes are active, which is why the trigger repeats until the event shows;
@@ -27,6 +29,7 @@ steady-state RSS bpfbox/C <= 1.0; peak RSS bpfbox/C <= 1.3.
 
 import argparse
 import base64
+import socket
 import hashlib
 import json
 import os
@@ -47,6 +50,8 @@ BPFTRACE = {
         r'tracepoint:syscalls:sys_enter_openat { @fname[tid] = args->filename; } '
         r'tracepoint:syscalls:sys_exit_openat /@fname[tid]/ { printf("%d %s %d %s\n", pid, comm, '
         r'args->ret, str(@fname[tid])); delete(@fname[tid]); }'),
+    # TCP_SYN_SENT (2): the state change made in the connecting task.
+    "tcpconnect": r'tracepoint:sock:inet_sock_set_state /args->newstate == 2/ { printf("%d %s %d\n", pid, comm, args->dport); }',
 }
 TOOLS = ("C+libbpf", "bpfbox", "bpftrace")
 
@@ -86,8 +91,14 @@ class Harness:
         self.args = args
         self.workdir = tempfile.mkdtemp(prefix="bbst.", dir="/tmp")  # short: bpftrace keeps 63 bytes of a string
         self.live = []  # processes to kill on the way out
+        # tcpconnect's trigger connects here; never accepted (the backlog holds the few hundred
+        # connections of a run until the listener is closed).
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(4096)
 
     def cleanup(self):
+        self.listener.close()
         for proc in self.live:
             kill_quietly(proc)
         shutil.rmtree(self.workdir, ignore_errors=True)
@@ -103,10 +114,18 @@ class Harness:
                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             name = os.path.basename(marker).encode()
             return proc, marker, lambda line: name in line
-        marker = os.path.join(self.workdir, "o" + tag)
-        open(marker, "w").close()
-        proc = subprocess.Popen([self.args.openloop, "-r", "200", marker, "100000000"],
-                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if applet == "tcpconnect":
+            # bash connects (its /dev/tcp) every 5 ms; the events are the trigger's pid.
+            port = self.listener.getsockname()[1]
+            proc = subprocess.Popen(["/bin/bash", "-c", 'while :; do exec 3<>/dev/tcp/127.0.0.1/%d; exec 3>&-; '
+                                     'sleep 0.005; done' % port],
+                                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            marker = None
+        else:
+            marker = os.path.join(self.workdir, "o" + tag)
+            open(marker, "w").close()
+            proc = subprocess.Popen([self.args.openloop, "-r", "200", marker, "100000000"],
+                                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         pid = str(proc.pid).encode()
         return proc, marker, lambda line: line.split(b" ", 1)[0] == pid or line.lstrip().split(b" ", 1)[0] == pid
 

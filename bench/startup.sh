@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Start to first event, peak RSS and steady-state RSS of `bpfbox execsnoop` and `bpfbox
-# opensnoop` against a minimal C + libbpf loader of the same BPF objects (bench/ref/loader.c)
+# Start to first event, peak RSS and steady-state RSS of `bpfbox execsnoop`, `opensnoop` and
+# `tcpconnect` against a minimal C + libbpf loader of the same BPF objects (bench/ref/loader.c)
 # and against bpftrace's equivalent one-liners, interleaved in one run (bench/startup.py).
 #
 #   sudo bench/startup.sh                      # 10 interleaved rounds
@@ -10,7 +10,7 @@
 # Environment:
 #   ROUNDS          measured rounds (default 10); WARMUP unrecorded rounds first (default 1)
 #   STEADY          seconds of tracing after the first event, before steady-state RSS (default 1)
-#   APPLETS         applets to measure (default "execsnoop opensnoop")
+#   APPLETS         applets to measure (default "execsnoop opensnoop tcpconnect")
 #   BPFTRACE        bpftrace binary (default: bpftrace on PATH, installed with apt-get if missing)
 #   BPFBOX_BIN, BPFBOX_SCRATCH, SWIFT_BUILD_FLAGS, NO_BUILD, NO_INSTALL, CC: see bench/lib.sh
 #   JSON            also write all runs and the summary to this file
@@ -25,7 +25,7 @@ bench_init startup.sh
 ROUNDS=${ROUNDS:-10}
 WARMUP=${WARMUP:-1}
 STEADY=${STEADY:-1}
-APPLETS=${APPLETS:-execsnoop opensnoop}
+APPLETS=${APPLETS:-execsnoop opensnoop tcpconnect}
 
 bench_bpfbox
 objects=()
