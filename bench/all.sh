@@ -1,101 +1,106 @@
 #!/usr/bin/env bash
-# Every benchmark of bpfbox in one run, with one release build: start-up and memory against a
-# C + libbpf reference (startup.sh), opensnoop's cost per open against bpftrace (opensnoop.sh),
-# tcptop and tcpconnect per send and connect (tcp.sh), sockmap's latency and throughput
-# (sockmap.sh), user-space decode and render per event (render-bench), and the binary's size.
+# The benchmark command: every comparison of issue 9 in one run, with one release build, and
+# the summary table of docs/performance.md regenerated from it.
 #
-#   sudo bench/all.sh                   # everything, default rounds (about 10 minutes)
-#   sudo QUICK=1 bench/all.sh           # fewer rounds everywhere (about 3 minutes)
-#   sudo ONLY="startup render" bench/all.sh
+#   sudo bench/all.sh                   # everything but the clean build (about 20 minutes)
+#   sudo FULL=1 bench/all.sh            # also the clean build and static release (+10 minutes)
+#   sudo QUICK=1 bench/all.sh           # fewer rounds and shorter runs everywhere (about 5 minutes)
+#   sudo ONLY="startup lossfree" bench/all.sh
 #
-# Writes bench/results/<UTC time>/: each benchmark's full output (<name>.txt) and its JSON
-# (<name>.json), and summary.md: every verdict line (PASS/FAIL) and the render figures, which
-# docs/performance.md quotes. Each benchmark interleaves its own configurations; they run one
-# after the other here, so compare within a benchmark, not across them.
+# Benchmarks (each interleaves its own configurations; they run one after the other here, so
+# compare within a benchmark, not across them):
+#   startup    start to first event, peak and steady-state RSS: bpfbox vs C + libbpf loader vs
+#              bpftrace, for execsnoop and opensnoop (startup.sh)
+#   opensnoop  kernel-side cost per open: none, bpfbox filtered out, bare cgroup-id lookup,
+#              bpfbox emitting, bpftrace; storms and loss accounting (opensnoop.sh)
+#   lossfree   highest loss-free event rate at default settings (lossfree.sh)
+#   tcp        tcptop per send, tcpconnect per connect (tcp.sh)
+#   sockmap    request/response latency and streaming throughput (sockmap.sh)
+#   render     user-space decode + render per event, columns and JSON (render-bench)
+#   size       size of the release binary
+#   build      clean build time and the static release binary (build.sh; only with FULL=1 or
+#              when named in ONLY)
 #
-# Environment: ONLY (names to run: startup opensnoop tcp sockmap render size), QUICK, and what
-# the single scripts take (they get BPFBOX_BIN and NO_BUILD from here).
+# Writes bench/results/<UTC time>/: each benchmark's output (<name>.txt) and JSON
+# (<name>.json), results.json (all of them merged, with the run's conditions) and summary.md
+# (the table). The table also replaces the one between the bench:table markers in
+# docs/performance.md (NO_DOC=1: leave the document alone).
+#
+# Environment: ONLY, QUICK, FULL, NO_DOC, and what the single scripts take (they get
+# BPFBOX_BIN and NO_BUILD from here); BPFBOX_BIN given: that binary is measured, nothing built
+# but render-bench.
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+bench_init all.sh
 
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cd "$root"
-
-if [[ $(id -u) -ne 0 ]]; then
-    echo "all.sh: run as root (loading BPF needs it): sudo $0" >&2
-    exit 1
-fi
-
-only=${ONLY:-startup opensnoop tcp sockmap render size}
+default="startup opensnoop lossfree tcp sockmap render size"
+[[ -n ${FULL:-} ]] && default+=" build"
+only=${ONLY:-$default}
 out=bench/results/$(date -u +%Y%m%dT%H%M%SZ)
 mkdir -p "$out"
+date -u '+%Y-%m-%d %H:%M UTC' >"$out/started"
 
-echo "== swift build -c release (bpfbox, render-bench)"
-swift build -c release >"$out/build.log" 2>&1 || { tail -n 20 "$out/build.log" >&2; exit 1; }
-swift build -c release --product render-bench >>"$out/build.log" 2>&1 || { tail -n 20 "$out/build.log" >&2; exit 1; }
-bin=$(swift build -c release --show-bin-path)/bpfbox
-export BPFBOX_BIN=$bin NO_BUILD=1
-
-{
-    echo "# Benchmark summary"
-    echo
-    echo "$(date -u '+%Y-%m-%d %H:%M UTC'), kernel $(uname -r), $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg)," \
-        "tree $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD -- Sources bpf Package.swift 2>/dev/null || echo ' + changes')"
-    echo
-} >"$out/summary.md"
+if [[ -z ${BPFBOX_BIN:-} ]]; then
+    echo "== swift build -c release (bpfbox)"
+    swift build -c release >"$out/build.log" 2>&1 || { tail -n 20 "$out/build.log" >&2; exit 1; }
+    BPFBOX_BIN=$(swift build -c release --show-bin-path)/bpfbox
+    export BENCH_BUILT=1  # built here from this checkout
+fi
+export BPFBOX_BIN NO_BUILD=1
+bin=$BPFBOX_BIN
+bench_conditions
 
 run() {
-    local name=$1; shift
+    local name=$1
+    shift
     [[ " $only " == *" $name "* ]] || return 0
-    echo "== $name"
+    echo "== $name ($(date -u +%H:%M:%S))"
     local status=0
     JSON="$out/$name.json" "$@" >"$out/$name.txt" 2>&1 || status=$?
-    {
-        echo "## $name"
-        echo
-        if [[ $status -ne 0 ]]; then
-            echo "could not measure (exit $status): see $name.txt"
-        else
-            echo '```'
-            # The verdicts; a benchmark without targets (tcp.sh) gives its summary table.
-            grep -E 'PASS|FAIL|verdict|target' "$out/$name.txt" || sed -n '/^loop /,$p' "$out/$name.txt"
-            echo '```'
-        fi
-        echo
-    } >>"$out/summary.md"
-    tail -n 3 "$out/$name.txt"
+    if [[ $status -ne 0 ]]; then
+        echo "$name: could not measure (exit $status): see $out/$name.txt"
+        rm -f "$out/$name.json"
+    fi
+    grep -E 'PASS|FAIL' "$out/$name.txt" | tail -n 12 || tail -n 3 "$out/$name.txt"
 }
 
 if [[ -n ${QUICK:-} ]]; then
-    run startup env ROUNDS=5 bench/startup.sh
-    run opensnoop env ROUNDS=2 N=100000 bench/opensnoop.sh
+    run startup env ROUNDS=3 bench/startup.sh
+    run opensnoop env ROUNDS=2 N=100000 STORM=300000 SKIP_STORM=file-256k bench/opensnoop.sh
+    run lossfree env RATES=100000,200000 DURATION=3 bench/lossfree.sh
     run tcp env ROUNDS=2 bench/tcp.sh
-    run sockmap env ROUNDS=2 bench/sockmap.sh
+    run sockmap env ROUNDS=2 RR_N=20000 STREAM_MB_4K=256 STREAM_MB_64K=512 bench/sockmap.sh
 else
     run startup bench/startup.sh
     run opensnoop bench/opensnoop.sh
+    run lossfree env CONFIGS=bpfbox-null,bpfbox-file,c-file,bpfbox-file:4096 bench/lossfree.sh
     run tcp bench/tcp.sh
     run sockmap bench/sockmap.sh
 fi
 
 if [[ " $only " == *" render "* ]]; then
-    echo "== render"
-    render=$(swift build -c release --show-bin-path)/render-bench
-    # The best of five runs: the figure is CPU work, and a busy machine only adds to it.
-    for _ in 1 2 3 4 5; do "$render" 200000; done >"$out/render.txt"
-    {
-        echo "## render (user-space decode and render, ns per event, best of 5; target: JSON >= 1,000,000 events/s)"
-        echo
-        echo '```'
+    echo "== render ($(date -u +%H:%M:%S))"
+    if swift build -c release --product render-bench >>"$out/build.log" 2>&1; then
+        render=$(swift build -c release --show-bin-path)/render-bench
+        # The best of five runs: the figure is CPU work, and a busy machine only adds to it.
+        for _ in 1 2 3 4 5; do "$render" 200000; done >"$out/render.txt"
         grep -v '^{' "$out/render.txt" | sort -k1,2 -k3n | awk '!seen[$1" "$2]++'
-        echo '```'
-        echo
-    } >>"$out/summary.md"
-    grep -v '^{' "$out/render.txt" | sort -k1,2 -k3n | awk '!seen[$1" "$2]++'
+    else
+        echo "render: render-bench did not build: see $out/build.log" | tee "$out/render.txt"
+    fi
 fi
 
 if [[ " $only " == *" size "* ]]; then
     size=$(stat -c %s "$bin")
-    echo "== size: $size bytes"
-    printf '## size\n\n`swift build -c release`: %s bytes (not stripped); scripts/release.sh makes the stripped, static one.\n' "$size" >>"$out/summary.md"
+    echo "== size: $bin $size bytes"
+    printf '{"release_binary": "%s", "release_binary_bytes": %s}\n' "$bin" "$size" >"$out/size.json"
 fi
-echo "== $out/summary.md"
+
+run build env STATIC=1 bench/build.sh
+
+python3 bench/report.py merge "$out" >/dev/null
+doc_args=()
+[[ -z ${NO_DOC:-} ]] && doc_args=(--doc docs/performance.md)
+echo
+python3 bench/report.py table "$out/results.json" --out "$out/summary.md" "${doc_args[@]}"
+echo "== $out/results.json, $out/summary.md${doc_args[*]:+, docs/performance.md (table)}"

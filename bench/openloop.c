@@ -18,75 +18,28 @@
  *   -s         openat (default: openat(AT_FDCWD, PATH, O_RDONLY), what glibc's open() calls)
  *              or open (the open(2) system call, x86_64 only).
  *   -w WARMUP  untimed iterations before the timed ones (default 0).
+ *   -r RATE    paced: N opens at RATE per second (CLOCK_MONOTONIC schedule; the loop catches up
+ *              when late and sleeps, in steps of about 100 us, when early) instead of as fast as
+ *              it can. The line then also has rate=ACHIEVED max_lag_us=L (the largest delay
+ *              behind the schedule seen before an open).
  */
-#define _GNU_SOURCE
-#include <errno.h>
-#include <fcntl.h>
-#include <sched.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
+#define BENCH_PROG "openloop"
 #include <sys/syscall.h>
-#include <time.h>
-#include <unistd.h>
-
-static long long now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
-static long long parse_count(const char *text, const char *what)
-{
-	char *end;
-	long long value;
-
-	errno = 0;
-	value = strtoll(text, &end, 10);
-	if (errno || end == text || *end || value < 0) {
-		fprintf(stderr, "openloop: %s: '%s' is not a non-negative integer\n", what, text);
-		exit(2);
-	}
-	return value;
-}
-
-static void join_cgroup(const char *dir)
-{
-	char path[4096], pid[32];
-	int fd, len;
-
-	if (snprintf(path, sizeof(path), "%s/cgroup.procs", dir) >= (int)sizeof(path)) {
-		fprintf(stderr, "openloop: -g: path too long\n");
-		exit(2);
-	}
-	len = snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
-	fd = open(path, O_WRONLY | O_CLOEXEC);
-	if (fd < 0) {
-		fprintf(stderr, "openloop: open %s: %s\n", path, strerror(errno));
-		exit(1);
-	}
-	if (write(fd, pid, len) != len) {
-		fprintf(stderr, "openloop: write %s: %s\n", path, strerror(errno));
-		exit(1);
-	}
-	close(fd);
-}
+#include "benchutil.h"
 
 static void usage(const char *argv0)
 {
-	fprintf(stderr, "usage: %s [-g CGROUP] [-C CPU] [-s openat|open] [-w WARMUP] PATH N\n", argv0);
+	fprintf(stderr, "usage: %s [-g CGROUP] [-C CPU] [-s openat|open] [-w WARMUP] [-r RATE] PATH N\n", argv0);
 	exit(2);
 }
 
 int main(int argc, char **argv)
 {
 	const char *cgroup = NULL, *path;
-	long long n, warmup = 0, failed = 0, i, t0, t1;
+	long long n, warmup = 0, failed = 0, i, t0, t1, rate = 0, max_lag = 0;
 	int opt, cpu = -1, use_open = 0;
 
-	while ((opt = getopt(argc, argv, "g:C:s:w:")) != -1) {
+	while ((opt = getopt(argc, argv, "g:C:s:w:r:")) != -1) {
 		switch (opt) {
 		case 'g':
 			cgroup = optarg;
@@ -105,6 +58,11 @@ int main(int argc, char **argv)
 		case 'w':
 			warmup = parse_count(optarg, "-w");
 			break;
+		case 'r':
+			rate = parse_count(optarg, "-r");
+			if (rate == 0)
+				usage(argv[0]);
+			break;
 		default:
 			usage(argv[0]);
 		}
@@ -119,16 +77,8 @@ int main(int argc, char **argv)
 		return 2;
 	}
 #endif
-	if (cpu >= 0) {
-		cpu_set_t set;
-
-		CPU_ZERO(&set);
-		CPU_SET(cpu, &set);
-		if (sched_setaffinity(0, sizeof(set), &set) < 0) {
-			fprintf(stderr, "openloop: -C %d: %s\n", cpu, strerror(errno));
-			return 1;
-		}
-	}
+	if (cpu >= 0)
+		pin_cpu(cpu);
 	if (cgroup)
 		join_cgroup(cgroup);
 
@@ -138,6 +88,25 @@ int main(int argc, char **argv)
 
 		if (i == 0)
 			t0 = now_ns();
+		if (rate && i >= 0) {
+			/* Open number i is due at t0 + i / RATE. */
+			long long due = t0 + (long long)((double)i * 1e9 / (double)rate);
+			long long now = now_ns();
+
+			if (now < due) {
+				/* Early: sleep until about 100 us of opens are due, then go on. */
+				long long step = 1000000000LL / rate;
+				struct timespec ts;
+				long long wake = due + (step < 100000 ? 100000 - step : 0);
+
+				ts.tv_sec = wake / 1000000000LL;
+				ts.tv_nsec = wake % 1000000000LL;
+				while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
+					;
+			} else if (now - due > max_lag) {
+				max_lag = now - due;
+			}
+		}
 #ifdef SYS_open
 		if (use_open)
 			fd = (int)syscall(SYS_open, path, O_RDONLY);
@@ -153,7 +122,11 @@ int main(int argc, char **argv)
 	if (n == 0)
 		t0 = t1;
 
-	printf("iterations=%lld ns=%lld ns_per_op=%.1f failed=%lld pid=%d\n", n, t1 - t0,
+	printf("iterations=%lld ns=%lld ns_per_op=%.1f failed=%lld pid=%d", n, t1 - t0,
 	       n ? (double)(t1 - t0) / (double)n : 0.0, failed, (int)getpid());
+	if (rate)
+		printf(" rate=%.0f max_lag_us=%.0f", t1 > t0 ? (double)n * 1e9 / (double)(t1 - t0) : 0.0,
+		       (double)max_lag / 1e3);
+	printf("\n");
 	return 0;
 }

@@ -13,6 +13,11 @@ noisy machine hits every configuration alike):
                    not in, so every open is dropped in the kernel by the cgroup-id lookup
   bpfbox-emit      bpfbox opensnoop > SINK: every open of the machine is sent, decoded and printed
   bpftrace         bpftrace's opensnoop one-liner > SINK: every openat is printed
+  c-lookup         the floor of a cgroup filter: bench/ref/cgroup_lookup.bpf.o run by
+                   bench/ref/loader on the same tracepoints as bpfbox (enter and exit of open,
+                   creat, openat, openat2), doing only bpf_get_current_cgroup_id() and a lookup in
+                   the same pinned map bpfbox-filtered is given; target: bpfbox-filtered's
+                   overhead <= 1.2x this one's (paired per-round differences, medians)
 
 and, when asked for with --extra (comma-separated), to take the figures apart:
 
@@ -66,6 +71,7 @@ BPFTRACE_FLOOR = (
     r'tracepoint:syscalls:sys_exit_openat /pid == 0/ { @x = 1; }'
 )
 BPFBOX_OPEN_SYSCALLS = ("open", "creat", "openat", "openat2")
+LOOKUP_TARGET = 1.2
 EXTRAS = ("bpfbox-emit-n", "bpfbox-pid-filtered", "bpftrace-floor")
 # "opensnoop: N events lost (M in all): ring buffer full; ..." (older builds: "(ring buffer full; M in all)")
 LOST_LINE = re.compile(rb"opensnoop: (\d+) events lost \((?:ring buffer full; )?(\d+) in all\)")
@@ -333,7 +339,11 @@ class Bench:
 
     def tracer(self, name, stdout):
         a = self.args
-        if name.startswith("bpftrace"):
+        if name == "c-lookup":
+            argv = [a.loader, "-M", "cgroup_filter=" + self.maps["out"], a.lookup_object]
+            expect = ["sys_%s_%s" % (d, s) for s in BPFBOX_OPEN_SYSCALLS for d in ("enter", "exit")
+                      if os.path.exists("/sys/kernel/tracing/events/syscalls/sys_enter_%s" % s)]
+        elif name.startswith("bpftrace"):
             argv = [a.bpftrace, "-e", BPFTRACE_FLOOR if name == "bpftrace-floor" else BPFTRACE_PROGRAM]
             expect = ["sys_enter_openat", "sys_exit_openat"]
         else:
@@ -386,6 +396,8 @@ class Bench:
     def overhead(self):
         a = self.args
         configs = ["none", "bpfbox-filtered", "bpfbox-emit"]
+        if a.lookup_object:
+            configs.append("c-lookup")
         if a.bpftrace:
             configs.append("bpftrace")
         configs += [c for c in EXTRAS if c in a.extra and (a.bpftrace or not c.startswith("bpftrace"))]
@@ -464,7 +476,31 @@ class Bench:
                   % (e["overhead"], e["overhead"] / t["overhead"] if t["overhead"] else float("nan")))
         else:
             print("verdict: not measured: bpftrace is not available (%s)" % self.args.no_bpftrace_reason)
-        return {"configs": configs, "runs": results, "summary": summary, "verdict_pass": verdict}
+        lookup = None
+        if "c-lookup" in summary:
+            f, c = summary["bpfbox-filtered"], summary["c-lookup"]
+            # Per round: (bpfbox-filtered - none) / (c-lookup - none), both from the same round.
+            ratios = [(rf["ns_per_op"] - rn["ns_per_op"]) / (rc["ns_per_op"] - rn["ns_per_op"])
+                      for rf, rc, rn in zip(results["bpfbox-filtered"], results["c-lookup"], results["none"])
+                      if rc["ns_per_op"] - rn["ns_per_op"] > 0]
+            paired_ratio = f["paired_overhead"] / c["paired_overhead"] if c["paired_overhead"] > 0 else float("inf")
+            median_ratio = f["overhead"] / c["overhead"] if c["overhead"] > 0 else float("inf")
+            lookup_ok = paired_ratio <= LOOKUP_TARGET
+            print()
+            print("verdict: bpfbox filtered out in the kernel <= %.1fx the cost of a bare cgroup-id lookup" % LOOKUP_TARGET)
+            print("  overhead per open, paired (median of per-round differences): bpfbox-filtered %+.1f ns, "
+                  "c-lookup %+.1f ns: %.2fx" % (f["paired_overhead"], c["paired_overhead"], paired_ratio))
+            print("  overhead per open, medians minus the no-tracer median: %+.1f vs %+.1f ns: %.2fx"
+                  % (f["overhead"], c["overhead"], median_ratio))
+            if ratios:
+                print("  median of per-round ratios: %.2fx (%d rounds with a positive c-lookup overhead)"
+                      % (statistics.median(ratios), len(ratios)))
+            print("  %s (on the paired ratio)" % ("PASS" if lookup_ok else "FAIL"))
+            lookup = {"paired_ratio": paired_ratio, "median_ratio": median_ratio,
+                      "per_round_ratio_median": statistics.median(ratios) if ratios else None,
+                      "target": LOOKUP_TARGET, "pass": lookup_ok}
+        return {"configs": configs, "runs": results, "summary": summary, "verdict_pass": verdict,
+                "lookup_verdict": lookup}
 
     def account(self):
         """One loop under each emitting tracer with stdout in a file: how many of the loop's opens
@@ -669,6 +705,8 @@ def main():
     ap.add_argument("--bpfbox", required=True)
     ap.add_argument("--openloop", required=True)
     ap.add_argument("--bpftrace", help="bpftrace binary; omit when it cannot run here")
+    ap.add_argument("--loader", help="bench/ref/loader binary (with --lookup-object: the c-lookup configuration)")
+    ap.add_argument("--lookup-object", help="bench/ref/cgroup_lookup.bpf.o")
     ap.add_argument("--no-bpftrace-reason", default="not given")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=1, help="unrecorded rounds first")
@@ -742,6 +780,10 @@ def main():
         print("  filtered-out bpfbox overhead <= bpftrace unfiltered overhead: %s (%+.1f vs %+.1f ns/open)" % (
             "PASS" if o["verdict_pass"] else "FAIL", o["summary"]["bpfbox-filtered"]["overhead"],
             o["summary"]["bpftrace"]["overhead"]))
+    if o.get("lookup_verdict"):
+        lv = o["lookup_verdict"]
+        print("  filtered-out bpfbox overhead <= %.1fx a bare cgroup-id lookup: %s (%.2fx, paired)" % (
+            lv["target"], "PASS" if lv["pass"] else "FAIL", lv["paired_ratio"]))
     if "storm" in report:
         print("  no silent loss under a %d-open storm: %s" % (
             args.storm, "PASS" if report["storm"]["verdict_pass"] else "FAIL"))

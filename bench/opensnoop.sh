@@ -21,16 +21,15 @@
 #   BPFBOX_BIN      bpfbox binary (default $BPFBOX_SCRATCH/release/bpfbox); when given, no build
 #   BPFTRACE        bpftrace binary (default: bpftrace on PATH, installed with apt-get if missing)
 #   NO_INSTALL      set: do not install bpftrace when it is missing
-#   CC              C compiler for the loop (default cc)
+#   CC              C compiler for the loop and the reference loader (default cc)
 #   JSON            also write all runs and the summary to this file
 #
 # Targets: bpfbox's filtered-out overhead per open no worse than bpftrace's unfiltered one-liner;
 # no silent loss. Exits 0 whenever the measurement completes, whatever the verdicts (it is a
 # benchmark, not a test); non-zero only when it could not measure.
 set -euo pipefail
-
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cd "$root"
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+bench_init opensnoop.sh
 
 ROUNDS=${ROUNDS:-5}
 WARMUP=${WARMUP:-1}
@@ -39,65 +38,28 @@ REPS=${REPS:-3}
 LOOP_WARMUP=${LOOP_WARMUP:-10000}
 SINK=${SINK:-/dev/null}
 STORM=${STORM:-1000000}
-CC=${CC:-cc}
 
-if [[ $(id -u) -ne 0 ]]; then
-    echo "opensnoop.sh: run as root (loading BPF, creating cgroups and pinned maps needs it): sudo $0" >&2
-    exit 1
-fi
-for tool in bpftool python3 "$CC"; do
-    if ! command -v "$tool" >/dev/null; then
-        echo "opensnoop.sh: $tool is missing (apt-get install -y bpftool python3 gcc)" >&2
-        exit 1
-    fi
+for tool in bpftool python3 "$CC" clang; do
+    command -v "$tool" >/dev/null || bench_die "$tool is missing (apt-get install -y bpftool python3 gcc clang)"
 done
 
-work=$(mktemp -d /tmp/bpfbox-bench.XXXXXX)
-trap 'rm -rf "$work"' EXIT
+# 1. bpfbox, release; the loop; the C reference loader and the bare cgroup-lookup object.
+bench_bpfbox
+bench_cc openloop bench/openloop.c
+bench_cc loader bench/ref/loader.c -lbpf -lelf -lz
+bench_bpf_object cgroup_lookup bench/ref/cgroup_lookup.bpf.c
+bench_mounts
 
-# 1. bpfbox, release.
-if [[ -n ${BPFBOX_BIN:-} ]]; then
-    bin=$BPFBOX_BIN
-else
-    scratch=${BPFBOX_SCRATCH:-.build}
-    bin=$scratch/release/bpfbox
-    if [[ -z ${NO_BUILD:-} ]]; then
-        echo "== swift build -c release --scratch-path $scratch"
-        if ! swift build -c release --scratch-path "$scratch" >"$work/build.log" 2>&1; then
-            tail -n 20 "$work/build.log" >&2
-            echo "opensnoop.sh: the build failed" >&2
-            exit 1
-        fi
-        tail -n 1 "$work/build.log"
-    fi
-fi
-if [[ ! -x $bin ]]; then
-    echo "opensnoop.sh: $bin is missing: build with swift build -c release" >&2
-    exit 1
-fi
-
-# 2. The loop.
-"$CC" -O2 -Wall -Wextra -o "$work/openloop" bench/openloop.c
-
-# 3. bpftrace: installed if missing, then checked by a real attach (a version string alone does
+# 2. bpftrace: installed if missing, then checked by a real attach (a version string alone does
 #    not prove it can load programs here). When it cannot run, say why and measure the rest.
-bpftrace_bin=${BPFTRACE:-$(command -v bpftrace || true)}
+bpftrace_bin=${BPFTRACE:-}
 bpftrace_why=""
-if [[ -z $bpftrace_bin && -z ${NO_INSTALL:-} ]]; then
-    echo "== apt-get install -y bpftrace"
-    if ! DEBIAN_FRONTEND=noninteractive apt-get install -y bpftrace >"$work/apt.log" 2>&1; then
-        tail -n 5 "$work/apt.log" >&2
-        bpftrace_why="apt-get install -y bpftrace failed: $(tail -n 1 "$work/apt.log")"
+if [[ -z $bpftrace_bin ]]; then
+    if bench_need_tool bpftrace; then
+        bpftrace_bin=$(command -v bpftrace)
+    else
+        bpftrace_why=$bench_why
     fi
-    bpftrace_bin=$(command -v bpftrace || true)
-fi
-if [[ -z $bpftrace_bin && -z $bpftrace_why ]]; then
-    bpftrace_why="bpftrace is not installed${NO_INSTALL:+ (NO_INSTALL is set)}"
-fi
-
-# Classic tracepoints need tracefs; mount it once here so that no tool pays for it.
-if [[ ! -e /sys/kernel/tracing/events ]]; then
-    mount -t tracefs tracefs /sys/kernel/tracing
 fi
 
 if [[ -n $bpftrace_bin ]]; then
@@ -116,14 +78,7 @@ if [[ -n $bpftrace_bin ]]; then
     fi
 fi
 
-echo "== $(date -u '+%Y-%m-%d %H:%M:%S UTC'), kernel $(uname -r), $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg)"
-if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
-    tree=$(git rev-parse --short HEAD)
-    git diff --quiet HEAD -- Sources bpf Package.swift || tree+=" + uncommitted changes in Sources, bpf or Package.swift"
-    [[ -n ${BPFBOX_BIN:-} ]] && tree+=" (the checkout; the binary is BPFBOX_BIN, built from whatever it was built from)"
-    echo "tree:     $tree"
-fi
-echo "bpfbox:   $bin ($(stat -c %s "$bin") bytes)"
+bench_conditions
 if [[ -n $bpftrace_bin ]]; then
     echo "bpftrace: $bpftrace_bin ($("$bpftrace_bin" --version 2>/dev/null | head -n 1))"
 else
@@ -131,7 +86,7 @@ else
 fi
 echo "loop:     $("$CC" --version | head -n 1), -O2; openat(AT_FDCWD, PATH, O_RDONLY) + close"
 
-args=(--bpfbox "$bin" --openloop "$work/openloop" --rounds "$ROUNDS" --warmup "$WARMUP" --n "$N"
+args=(--bpfbox "$bin" --openloop "$work/openloop" --loader "$work/loader" --lookup-object "$work/cgroup_lookup.bpf.o" --rounds "$ROUNDS" --warmup "$WARMUP" --n "$N"
       --reps "$REPS" --loop-warmup "$LOOP_WARMUP" --sink "$SINK" --storm "$STORM")
 if [[ -n $bpftrace_bin ]]; then
     args+=(--bpftrace "$bpftrace_bin")

@@ -31,6 +31,8 @@
  * streaming leaves the defaults, as bulk senders do.
  */
 #define _GNU_SOURCE
+#define BENCH_PROG "sockbench"
+#include "benchutil.h"
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -51,14 +53,6 @@ static void die(const char *what)
 {
 	perror(what);
 	exit(1);
-}
-
-static long long clock_ns(clockid_t clock)
-{
-	struct timespec ts;
-
-	clock_gettime(clock, &ts);
-	return ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
 static int spin; /* -s: poll in a loop instead of sleeping in poll() */

@@ -26,9 +26,8 @@
 # measurement completes (targets missed are reported, not an error); non-zero only when it could
 # not measure (including a sockmap run that spliced nothing).
 set -euo pipefail
-
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cd "$root"
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+bench_init sockmap.sh
 
 ROUNDS=${ROUNDS:-5}
 WARMUP=${WARMUP:-1}
@@ -38,20 +37,14 @@ STREAM_MB_4K=${STREAM_MB_4K:-512}
 STREAM_MB_64K=${STREAM_MB_64K:-1024}
 PIN_CPU=${PIN_CPU:-1}
 APPLY_BYTES=${APPLY_BYTES:-1048576}
-CC=${CC:-cc}
 
-if [[ $(id -u) -ne 0 ]]; then
-    echo "sockmap.sh: run as root (loading BPF needs it): sudo $0" >&2
-    exit 1
-fi
 if [[ $PIN_CPU -ge $(nproc) ]]; then
     echo "sockmap.sh: PIN_CPU=$PIN_CPU, but this machine has $(nproc) CPUs" >&2
     exit 1
 fi
 
-work=$(mktemp -d /tmp/bpfbox-bench-sockmap.XXXXXX)
 cgdir=
-cleanup() {
+sockmap_cleanup() {
     if [[ -n $cgdir && -d $cgdir ]]; then
         # A loop left behind by an interrupted run would keep the cgroup busy.
         if [[ -s $cgdir/cgroup.procs ]]; then
@@ -60,54 +53,19 @@ cleanup() {
         fi
         rmdir "$cgdir" || echo "sockmap.sh: could not remove $cgdir" >&2
     fi
-    rm -rf "$work"
 }
-trap cleanup EXIT
+bench_on_exit sockmap_cleanup
 
-# 1. bpfbox, release.
-if [[ -n ${BPFBOX_BIN:-} ]]; then
-    bin=$BPFBOX_BIN
-else
-    scratch=${BPFBOX_SCRATCH:-.build-bench}
-    bin=$scratch/release/bpfbox
-    if [[ -z ${NO_BUILD:-} ]]; then
-        echo "== swift build -c release --scratch-path $scratch ${SWIFT_BUILD_FLAGS:-}"
-        # shellcheck disable=SC2086 # SWIFT_BUILD_FLAGS is a list of flags
-        if ! swift build -c release --scratch-path "$scratch" ${SWIFT_BUILD_FLAGS:-} >"$work/build.log" 2>&1; then
-            tail -n 20 "$work/build.log" >&2
-            echo "sockmap.sh: the build failed" >&2
-            exit 1
-        fi
-        tail -n 1 "$work/build.log"
-    fi
-fi
-if [[ ! -x $bin ]]; then
-    echo "sockmap.sh: $bin is missing: build with swift build -c release" >&2
-    exit 1
-fi
+# 1. bpfbox, release; the loop, built fresh into the temporary directory.
+bench_bpfbox .build-bench
+bench_cc sockbench bench/sockbench.c
 
-# 2. The loop, built fresh into the temporary directory.
-"$CC" -O2 -Wall -Wextra -o "$work/sockbench" bench/sockbench.c
-
-# 3. A cgroup of its own under the cgroup v2 mount, for the loops.
-cg2=$(awk '$3 == "cgroup2" { print $2; exit }' /proc/self/mounts)
-if [[ -z $cg2 ]]; then
-    echo "sockmap.sh: needs cgroup v2 mounted" >&2
-    exit 1
-fi
+# 2. A cgroup of its own under the cgroup v2 mount, for the loops.
+bench_mounts
 cgdir=$cg2/bpfbox-bench-sockmap-$$
 mkdir "$cgdir"
 
-echo "== $(date -u '+%Y-%m-%d %H:%M:%S UTC'), kernel $(uname -r), $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg)"
-if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
-    tree=$(git rev-parse --short HEAD)
-    git diff --quiet HEAD -- Sources bpf Package.swift || tree+=" + uncommitted changes in Sources, bpf or Package.swift"
-    if [[ -n $(git ls-files --others --exclude-standard -- Sources bpf) ]]; then
-        tree+=" + untracked files in Sources or bpf"
-    fi
-    echo "tree:    $tree"
-fi
-echo "bpfbox:  $bin ($(stat -c %s "$bin") bytes)"
+bench_conditions
 echo "loop:    bench/sockbench.c, $("$CC" --version | head -n 1) -O2"
 echo "cgroup:  $cgdir"
 

@@ -25,14 +25,12 @@ OPENS=${OPENS:-1000000}
 EXECS=${EXECS:-100000}
 BIG_KB=${BIG_KB:-262144}
 NAME=${NAME:-bpfbox-storm}
-[ "$(id -u)" = 0 ] || { echo "storm.sh: run as root" >&2; exit 1; }
-for f in "$BPFBOX" "$HELPER"; do [ -x "$f" ] || { echo "storm.sh: $f is missing (build it first)" >&2; exit 1; }; done
-CG2=$(awk '$9 == "cgroup2" { print $5; exit }' /proc/self/mountinfo)
-[ -n "$CG2" ] || { echo "storm.sh: no cgroup2 mount" >&2; exit 1; }
-
-work=$(mktemp -d)
-cleanup() { rm -rf "$work"; rmdir "$CG2/$NAME"-$$-* 2>/dev/null || true; }
-trap cleanup EXIT
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+bench_init storm.sh
+for f in "$BPFBOX" "$HELPER"; do [ -x "$f" ] || bench_die "$f is missing (build it first)"; done
+bench_mounts
+CG2=$cg2
+bench_on_exit 'rmdir "$CG2/$NAME"-$$-* 2>/dev/null'
 
 now() { date +%s.%N; }
 

@@ -26,9 +26,8 @@
 # the loop stays in the cgroup it was started in. Exits 0 whenever the measurement completes;
 # non-zero only when it could not measure.
 set -euo pipefail
-
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cd "$root"
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+bench_init tcp.sh
 
 ROUNDS=${ROUNDS:-5}
 WARMUP=${WARMUP:-1}
@@ -37,68 +36,25 @@ SEND_BIG_N=${SEND_BIG_N:-10000}
 CONNECT_N=${CONNECT_N:-3000}
 LOOP_WARMUP=${LOOP_WARMUP:-500}
 LOOP_CPU=${LOOP_CPU:--1}
-CC=${CC:-cc}
-
-if [[ $(id -u) -ne 0 ]]; then
-    echo "tcp.sh: run as root (loading BPF needs it): sudo $0" >&2
-    exit 1
-fi
 
 name=bpfbox-bench-tcp-$$
-work=$(mktemp -d /tmp/bpfbox-bench-tcp.XXXXXX)
 pin=
 cgdir=
-cleanup() {
-    [[ -n $pin ]] && rm -f "$pin"
-    [[ -n $cgdir && -d $cgdir ]] && rmdir "$cgdir"
-    rm -rf "$work"
-}
-trap cleanup EXIT
+bench_on_exit '[[ -n $pin ]] && rm -f "$pin"; [[ -n $cgdir && -d $cgdir ]] && rmdir "$cgdir"'
 
-# 1. bpfbox, release.
-if [[ -n ${BPFBOX_BIN:-} ]]; then
-    bin=$BPFBOX_BIN
-else
-    scratch=${BPFBOX_SCRATCH:-.build}
-    bin=$scratch/release/bpfbox
-    if [[ -z ${NO_BUILD:-} ]]; then
-        echo "== swift build -c release --scratch-path $scratch ${SWIFT_BUILD_FLAGS:-}"
-        # shellcheck disable=SC2086 # SWIFT_BUILD_FLAGS is a list of flags
-        if ! swift build -c release --scratch-path "$scratch" ${SWIFT_BUILD_FLAGS:-} >"$work/build.log" 2>&1; then
-            tail -n 20 "$work/build.log" >&2
-            echo "tcp.sh: the build failed" >&2
-            exit 1
-        fi
-        tail -n 1 "$work/build.log"
-    fi
-fi
-if [[ ! -x $bin ]]; then
-    echo "tcp.sh: $bin is missing: build with swift build -c release" >&2
-    exit 1
-fi
+# 1. bpfbox, release; the loop, built fresh into the temporary directory.
+bench_bpfbox
+bench_cc tcploop bench/tcploop.c
 
-# 2. The loop, built fresh into the temporary directory.
-"$CC" -O2 -Wall -Wextra -o "$work/tcploop" bench/tcploop.c
-
-# 3. tracefs (both applets use sock/ tracepoints; mounted here so that no tracer pays for it),
+# 2. tracefs (both applets use sock/ tracepoints; mounted here so that no tracer pays for it),
 #    bpffs for the pin, and the cgroup v2 mount for the foreign cgroup.
-if [[ ! -e /sys/kernel/tracing/events ]]; then
-    mount -t tracefs tracefs /sys/kernel/tracing
-fi
+bench_mounts
 for tp in sock_send_length sock_recv_length inet_sock_set_state; do
-    if [[ ! -d /sys/kernel/tracing/events/sock/$tp ]]; then
-        echo "tcp.sh: this kernel has no sock/$tp tracepoint (Linux 6.12 or later needed)" >&2
-        exit 1
-    fi
+    [[ -d /sys/kernel/tracing/events/sock/$tp ]] \
+        || bench_die "this kernel has no sock/$tp tracepoint (Linux 6.12 or later needed)"
 done
-bpffs=$(awk '$3 == "bpf" { print $2; exit }' /proc/self/mounts)
-cg2=$(awk '$3 == "cgroup2" { print $2; exit }' /proc/self/mounts)
-if [[ -z $bpffs || -z $cg2 ]]; then
-    echo "tcp.sh: needs a BPF file system and cgroup v2 mounted (bpffs: '${bpffs}', cgroup2: '${cg2}')" >&2
-    exit 1
-fi
 
-# 4. A cgroup that nothing runs in, and a bcc-layout map that holds only its id: with
+# 3. A cgroup that nothing runs in, and a bcc-layout map that holds only its id: with
 #    --cgroupmap, tcpconnect's program runs on every state change of the loop's sockets and
 #    returns at the filter.
 cgdir=$cg2/$name
@@ -109,24 +65,12 @@ if [[ $(stat -c %i "$cg2$own") == "$cgid" ]]; then
     echo "tcp.sh: the benchmark runs in $cgdir itself" >&2
     exit 1
 fi
-le64() {
-    local hex i out=()
-    hex=$(printf '%016x' "$1")
-    for i in 14 12 10 8 6 4 2 0; do out+=("${hex:$i:2}"); done
-    echo "${out[@]}"
-}
 pin=$bpffs/$name
 bpftool map create "$pin" type hash key 8 value 8 entries 8 name tcpbench
 # shellcheck disable=SC2046 # le64 prints eight separate hex bytes
 bpftool map update pinned "$pin" key hex $(le64 "$cgid") value hex 00 00 00 00 00 00 00 00
 
-echo "== $(date -u '+%Y-%m-%d %H:%M:%S UTC'), kernel $(uname -r), $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg)"
-if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
-    tree=$(git rev-parse --short HEAD)
-    git diff --quiet HEAD -- Sources bpf Package.swift || tree+=" + uncommitted changes in Sources, bpf or Package.swift"
-    echo "tree:    $tree"
-fi
-echo "bpfbox:  $bin ($(stat -c %s "$bin") bytes)"
+bench_conditions
 echo "loop:    bench/tcploop.c, $("$CC" --version | head -n 1) -O2"
 
 python3 bench/tcp.py --bpfbox "$bin" --loop "$work/tcploop" --cgroupmap "$pin" \

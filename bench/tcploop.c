@@ -42,6 +42,8 @@
  *   -w WARMUP  untimed iterations before the timed ones (default 0).
  */
 #define _GNU_SOURCE
+#define BENCH_PROG "tcploop"
+#include "benchutil.h"
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -60,19 +62,6 @@ static void die(const char *what)
 {
 	fprintf(stderr, "tcploop: %s: %s\n", what, strerror(errno));
 	exit(1);
-}
-
-static long long clock_ns(clockid_t clock)
-{
-	struct timespec ts;
-
-	clock_gettime(clock, &ts);
-	return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
-static long long now_ns(void)
-{
-	return clock_ns(CLOCK_MONOTONIC);
 }
 
 static int compare_ll(const void *a, const void *b)
@@ -98,20 +87,6 @@ static long long *call_array(long long n)
 	if (!v)
 		die("calloc");
 	return v;
-}
-
-static long long parse_count(const char *text, const char *what)
-{
-	char *end;
-	long long value;
-
-	errno = 0;
-	value = strtoll(text, &end, 10);
-	if (errno || end == text || *end || value < 0) {
-		fprintf(stderr, "tcploop: %s: '%s' is not a non-negative integer\n", what, text);
-		exit(2);
-	}
-	return value;
 }
 
 static void usage(const char *argv0)
@@ -312,16 +287,8 @@ int main(int argc, char **argv)
 	args = argc - optind;
 	if (args < 1)
 		usage(argv[0]);
-	if (cpu >= 0) {
-		cpu_set_t set;
-
-		CPU_ZERO(&set);
-		CPU_SET(cpu, &set);
-		if (sched_setaffinity(0, sizeof(set), &set) < 0) {
-			fprintf(stderr, "tcploop: -C %d: %s\n", cpu, strerror(errno));
-			return 1;
-		}
-	}
+	if (cpu >= 0)
+		pin_cpu(cpu);
 	if (strcmp(argv[optind], "send") == 0 && args == 3)
 		return run_send(parse_count(argv[optind + 1], "N"), warmup,
 				(size_t)parse_count(argv[optind + 2], "SIZE"));
