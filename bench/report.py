@@ -43,13 +43,18 @@ def conditions(root):
 
 def parse_render(path):
     """render-bench prints one JSON line per run; keep the best (lowest) ns per event per case."""
-    best = {}
+    best, allocs = {}, {}
     with open(path) as f:
         for line in f:
             if line.startswith("{"):
                 for case, ns in json.loads(line)["ns_per_event"].items():
                     best[case] = min(ns, best.get(case, ns))
-    return {"ns_per_event": best, "events_per_s": {c: 1e9 / ns for c, ns in best.items() if ns}}
+            elif line.startswith("allocs "):
+                # "allocs CASE WORDS... PER_EVENT TOTAL_FOR_100000"
+                words = line.split()
+                allocs[" ".join(words[1:-2])] = int(words[-1]) / 100000.0
+    return {"ns_per_event": best, "events_per_s": {c: 1e9 / ns for c, ns in best.items() if ns},
+            "allocations_per_event": allocs}
 
 
 def merge(directory):
@@ -239,11 +244,18 @@ def rows_render(b):
         ok = (eps >= 1e6) if case == "opensnoop json" else None
         rows.append(("user space: decode + render %s to /dev/null (best of 5)" % case,
                      "%s events/s" % format(int(eps), ","), "", "%.0f ns/event" % b["ns_per_event"][case], target, verdict(ok)))
+    for case, per_event in sorted(b.get("allocations_per_event", {}).items()):
+        rows.append(("user space: heap allocations per event, %s (malloc calls, 100,000 events)" % case,
+                     "%.2f" % per_event, "", "", "0 (no per-event allocation)", verdict(per_event < 0.01)))
     return rows
 
 
 def rows_size(b, build):
-    rows = [("binary size, `swift build -c release` (not stripped)", "%.1f MB" % (b["release_binary_bytes"] / 1e6), "", "", "-", "-")]
+    rows = [("binary size, the measured binary (%s, not stripped)" % os.path.relpath(b["release_binary"]) if os.path.isabs(b["release_binary"]) else b["release_binary"],
+             "%.1f MB" % (b["release_binary_bytes"] / 1e6), "", "", "-", "-")]
+    if b.get("swift_build_binary_bytes"):
+        rows.append(("binary size, `swift build -c release` (loads libbpf, libelf, zlib, libstdc++)",
+                     "%.1f MB" % (b["swift_build_binary_bytes"] / 1e6), "", "", "-", "-"))
     if build:
         rows.append(("binary size, release build stripped", "%.1f MB" % (build["release_binary_stripped_bytes"] / 1e6), "", "", "-", "-"))
         if build.get("static_release"):
