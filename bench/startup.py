@@ -40,6 +40,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from benchlib import percentile, read_until
 
@@ -91,11 +92,21 @@ class Harness:
         self.args = args
         self.workdir = tempfile.mkdtemp(prefix="bbst.", dir="/tmp")  # short: bpftrace keeps 63 bytes of a string
         self.live = []  # processes to kill on the way out
-        # tcpconnect's trigger connects here; never accepted (the backlog holds the few hundred
-        # connections of a run until the listener is closed).
+        # tcpconnect's trigger connects here. Every connection is accepted and closed by a thread
+        # of its own: a backlog that filled up would leave connects waiting for SYN retries, and
+        # bpfbox reports a connect when it completes.
         self.listener = socket.socket()
         self.listener.bind(("127.0.0.1", 0))
         self.listener.listen(4096)
+        threading.Thread(target=self.accept_all, daemon=True).start()
+
+    def accept_all(self):
+        while True:
+            try:
+                connection, _ = self.listener.accept()
+            except OSError:
+                return  # closed at cleanup
+            connection.close()
 
     def cleanup(self):
         self.listener.close()
