@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# The benchmark command: every comparison of issue 9 in one run, with one release build, and
+# The benchmark command: every performance comparison in one run, on the binary as shipped, and
 # the summary table of docs/performance.md regenerated from it.
 #
-#   sudo bench/all.sh                   # everything but the clean build (about 20 minutes)
-#   sudo FULL=1 bench/all.sh            # also the clean build and static release (+10 minutes)
+#   sudo bench/all.sh                   # everything, the clean builds included (about 25 minutes)
+#   sudo NO_CLEAN_BUILD=1 bench/all.sh  # all but the clean builds (about 20 minutes)
 #   sudo QUICK=1 bench/all.sh           # fewer rounds and shorter runs everywhere (about 5 minutes)
 #   sudo ONLY="startup lossfree" bench/all.sh
 #
@@ -18,15 +18,15 @@
 #   sockmap    request/response latency and streaming throughput (sockmap.sh)
 #   render     user-space decode + render per event, columns and JSON (render-bench)
 #   size       size of the release binary
-#   build      clean build time and the static release binary (build.sh; only with FULL=1 or
-#              when named in ONLY)
+#   build      clean build time and the static release binary (build.sh; NO_CLEAN_BUILD=1 leaves
+#              it out)
 #
 # Writes bench/results/<UTC time>/: each benchmark's output (<name>.txt) and JSON
 # (<name>.json), results.json (all of them merged, with the run's conditions) and summary.md
 # (the table). The table also replaces the one between the bench:table markers in
 # docs/performance.md (NO_DOC=1: leave the document alone).
 #
-# Environment: ONLY, QUICK, FULL, NO_DOC, and what the single scripts take (they get
+# Environment: ONLY, QUICK, NO_CLEAN_BUILD, NO_DOC, and what the single scripts take (they get
 # BPFBOX_BIN and NO_BUILD from here); BPFBOX_BIN given: that binary is measured, nothing built
 # but render-bench.
 set -euo pipefail
@@ -34,7 +34,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 bench_init all.sh
 
 default="startup opensnoop lossfree tcp sockmap render size"
-[[ -n ${FULL:-} ]] && default+=" build"
+[[ -z ${NO_CLEAN_BUILD:-} ]] && default+=" build"
 only=${ONLY:-$default}
 out=bench/results/$(date -u +%Y%m%dT%H%M%SZ)
 mkdir -p "$out"
