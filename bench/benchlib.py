@@ -3,6 +3,7 @@ directory on sys.path)."""
 
 import os
 import select
+import sys
 import time
 
 
@@ -32,3 +33,23 @@ def read_until(fd, buf, predicate, deadline, chunk_size=1 << 16):
             return False
         buf += chunk
     return True
+
+
+def remove_pins_and_cgroups(tool, pins, cgroups):
+    """Unlinks pinned maps and removes cgroups (innermost last in the list: removed first),
+    waiting up to 5 s for a cgroup whose processes just exited; says what could not go."""
+    for pin in pins:
+        try:
+            os.unlink(pin)
+        except OSError as error:
+            print("%s: could not remove %s: %s" % (tool, pin, error), file=sys.stderr)
+    for path in reversed(cgroups):
+        for _ in range(50):
+            try:
+                os.rmdir(path)
+                break
+            except OSError:
+                time.sleep(0.1)  # a process that just exited may still be listed
+        else:
+            print("%s: could not remove cgroup %s" % (tool, path), file=sys.stderr)
+

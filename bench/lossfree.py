@@ -35,12 +35,12 @@ import os
 import random
 import re
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 
+from benchlib import remove_pins_and_cgroups
 from opensnoop import BPFBOX_OPEN_SYSCALLS, BenchError, Stop, Tracer, le64, lost_from_stderr, mount_point, run
 
 TARGET_RATE = 200000
@@ -90,20 +90,7 @@ class Bench:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
-        for pin in self.pins:
-            try:
-                os.unlink(pin)
-            except OSError as error:
-                print("lossfree.py: could not remove %s: %s" % (pin, error), file=sys.stderr)
-        for path in reversed(self.cgroups):
-            for _ in range(50):
-                try:
-                    os.rmdir(path)
-                    break
-                except OSError:
-                    time.sleep(0.1)
-            else:
-                print("lossfree.py: could not remove cgroup %s" % path, file=sys.stderr)
+        remove_pins_and_cgroups("lossfree.py", self.pins, self.cgroups)
         if self.workdir:
             for name in os.listdir(self.workdir):
                 os.unlink(os.path.join(self.workdir, name))

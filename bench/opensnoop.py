@@ -59,7 +59,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from benchlib import percentile
+from benchlib import percentile, remove_pins_and_cgroups
 
 BPFTRACE_PROGRAM = (
     r'tracepoint:syscalls:sys_enter_openat { @fname[tid] = args->filename; } '
@@ -296,20 +296,7 @@ class Bench:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
-        for pin in self.pins:
-            try:
-                os.unlink(pin)
-            except OSError as error:
-                print("opensnoop.py: could not remove %s: %s" % (pin, error), file=sys.stderr)
-        for path in reversed(self.cgroups):
-            for _ in range(50):
-                try:
-                    os.rmdir(path)
-                    break
-                except OSError:
-                    time.sleep(0.1)  # a process that just exited may still be listed
-            else:
-                print("opensnoop.py: could not remove cgroup %s" % path, file=sys.stderr)
+        remove_pins_and_cgroups("opensnoop.py", self.pins, self.cgroups)
         if self.workdir:
             for name in os.listdir(self.workdir):
                 os.unlink(os.path.join(self.workdir, name))

@@ -328,12 +328,6 @@ public enum OpenSnoop {
         }
     }
 
-    static func octal(_ value: UInt64, width: Int) -> String {
-        let out = ByteBuffer(capacity: 24)
-        out.append(octal: value, width: width)
-        return out.string()
-    }
-
     /// The names of the flags set in `flags`, access mode first.
     public static func flagList(_ flags: UInt64) -> [String] {
         var names = [["O_RDONLY", "O_WRONLY", "O_RDWR", "O_ACCMODE"][Int(flags & 3)]]

@@ -310,13 +310,6 @@ public struct Column<Row> {
         self.alignment = alignment
         self.write = write
     }
-
-    /// The cell of `row` alone, as text.
-    public func value(_ row: Row) -> String {
-        let out = ByteBuffer()
-        write(row, out)
-        return out.string()
-    }
 }
 
 public struct Table<Row> {
@@ -369,15 +362,6 @@ public struct Table<Row> {
             return String(decoding: cell, as: UTF8.self).count
         }
         return cell.count
-    }
-
-    static func characters(_ cell: String) -> Int {
-        var count = 0
-        for byte in cell.utf8 {
-            if byte >= 0x80 { return cell.count }
-            count += 1
-        }
-        return count
     }
 }
 

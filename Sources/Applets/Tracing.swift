@@ -430,12 +430,6 @@ enum TimeText {
     }
 }
 
-extension String {
-    func leftPaddingZeros(_ width: Int) -> String {
-        count >= width ? self : String(repeating: "0", count: width - count) + self
-    }
-}
-
 /// errno names for the values the tracers report.
 public enum ErrnoName {
     static let names: [Int32: String] = [
